@@ -1,0 +1,22 @@
+"""Registers the project's own open_clip model configs (tiny random-init models for the demo and tests).
+
+DEMO/TEST ONLY: ``defr-tiny-vit`` (ViT, width 64, 3 layers, patch 16) and ``defr-tiny-rn`` (ModifiedResNet)
+have no pretrained weights; they build offline in a fraction of a second. Real runs name any open_clip
+model (``ViT-B-32``, ``ViT-B-16``, ``ViT-L-14``, ``RN50``, ...) with a pretrained tag or checkpoint path.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+TINY_MODELS = ("defr-tiny-vit", "defr-tiny-rn")
+
+
+@lru_cache(maxsize=1)
+def register_project_configs() -> tuple[str, ...]:
+    import open_clip
+
+    folder = resources.files("pipeline.assets").joinpath("open_clip")
+    for name in TINY_MODELS:
+        open_clip.add_model_config(str(folder.joinpath(f"{name}.json")))
+    return TINY_MODELS

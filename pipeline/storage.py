@@ -1,0 +1,97 @@
+"""Reading and writing artifacts on local disk or any fsspec URI, atomically.
+
+A stage that fails must leave no partial artifact: every writer writes to a temporary sibling and
+renames it into place only when the content is complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in str(uri) or str(uri).startswith("file://")
+
+
+def join(root: str, *parts: str) -> str:
+    """Joins path parts onto a local path or URI root."""
+    root = str(root)
+    if is_local(root):
+        return str(Path(root.removeprefix("file://"), *parts))
+    return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def open_file(uri: str, mode: str = "rb"):
+    return fsspec.open(str(uri), mode).open()
+
+
+def exists(uri: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(str(uri))
+    return fs.exists(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renames it to ``path`` only if the block succeeds.
+
+    Works for files and directories. Local paths only: stage outputs are local (DVC tracks them).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = tmp / path.name
+    try:
+        yield target
+        if not target.exists():
+            raise FileNotFoundError(f"nothing was written to {target} for {path}")
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike, metadata: dict | None = None,
+                  row_group_size: int | None = None) -> None:
+    """Writes ``table`` atomically; ``metadata`` (str -> JSON-able) goes into the schema metadata."""
+    if metadata:
+        meta = dict(table.schema.metadata or {})
+        meta.update({k.encode(): (v if isinstance(v, str) else json.dumps(v)).encode()
+                     for k, v in metadata.items()})
+        table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_size)
+
+
+def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    uri = str(uri)
+    if is_local(uri):
+        if not Path(uri.removeprefix("file://")).exists():
+            raise FileNotFoundError(f"artifact {uri} does not exist (did its stage run?)")
+        return pq.read_table(uri.removeprefix("file://"), columns=columns)
+    with open_file(uri) as f:
+        return pq.read_table(f, columns=columns)
+
+
+def parquet_metadata(uri: str | os.PathLike) -> dict[str, str]:
+    meta = pq.read_schema(str(uri)).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW")}
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
