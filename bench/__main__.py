@@ -1,0 +1,25 @@
+"""Runs every benchmark module (or the ones named): python -m bench [prepare embed_text ...]."""
+import importlib
+import pkgutil
+import sys
+import time
+
+import bench
+
+
+def main(argv: list[str]) -> None:
+    names = sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules(bench.__path__)
+                   if m.name.startswith("bench_"))
+    chosen = argv or names
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; available: {names}")
+    for name in chosen:
+        print(f"\n===== bench {name} =====", flush=True)
+        start = time.perf_counter()
+        importlib.import_module(f"bench.bench_{name}").main()
+        print(f"===== {name}: {time.perf_counter() - start:.1f} s =====", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
