@@ -1,0 +1,1 @@
+"""Raw datasets (HICO, HICO-DET, the synthetic demo) to the pipeline's Parquet tables."""
