@@ -1,6 +1,8 @@
 """Arrow schemas of every artifact the pipeline writes: the contract between stages.
 
-Ids are 0-based. Boxes are [x1, y1, x2, y2] float32 pixels of the original image. ``hoi`` indexes the
+Ids are 0-based. Boxes are [x1, y1, x2, y2] float32 continuous pixel coordinates of the original image:
+the 1-based inclusive HICO-DET annotation [x1, y1, x2, y2] becomes [x1 - 1, y1 - 1, x2, y2] (converted once, in
+prepare), so x2 - x1 already equals the official code's width x2 - x1 + 1 and IoU adds no extra pixel. ``hoi`` indexes the
 600 HICO classes (:mod:`pipeline.vocab`); ``label`` in detections is COCO-80 contiguous (person = 0).
 """
 from __future__ import annotations

@@ -33,3 +33,32 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+DEMO_TEST_PARAMS = {
+    "demo": {"seed": 0, "n_train": 150, "n_test": 40, "image_size": [160, 128]},
+    "prepare": {"root": None, "hico_anno": "anno.mat", "hicodet_train": "instances_train2015.json",
+                "hicodet_test": "instances_test2015.json", "train_images": "images/train2015",
+                "test_images": "images/test2015", "val_fraction": 0.1, "seed": 0, "check_images": True,
+                "workers": 4},
+}
+
+
+@pytest.fixture(scope="session")
+def prepared_demo(tmp_path_factory) -> Path:
+    """A small demo run through the real generate_demo and prepare stages.
+
+    Returns the prepared folder (images/pairs/classes/rejects.parquet); the raw data (JPEGs the
+    tables point to, by absolute path) sits beside it in ``../raw``.
+    """
+    import yaml
+
+    from stages import generate_demo, prepare
+
+    work = tmp_path_factory.mktemp("demo")
+    params = {k: dict(v) for k, v in DEMO_TEST_PARAMS.items()}
+    params["prepare"]["root"] = str(work / "raw")
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    generate_demo.main(["--params", str(work / "params.yaml"), "--out", str(work / "raw")])
+    prepare.main(["--params", str(work / "params.yaml"), "--out", str(work / "prepared")])
+    return work / "prepared"
