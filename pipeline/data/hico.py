@@ -71,7 +71,7 @@ def read_anno_mat(uri: str, vocab: Vocabulary) -> dict[str, HicoSplit]:
         known = anno[~np.isnan(anno)]
         bad = ~np.isin(known, VALID_LABELS)
         if bad.any():
-            raise AnnotationError(f"{uri}: field 'anno_{split}' holds value {known[bad][0]!r}; "
+            raise AnnotationError(f"{uri}: field 'anno_{split}' holds value {float(known[bad][0])}; "
                                   "expected +1, -1, 0 or NaN")
         out[split] = HicoSplit(names, anno.T.astype(np.float32))
     return out

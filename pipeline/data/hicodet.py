@@ -29,7 +29,7 @@ class DetImage:
     object_boxes: list[list[float]] = field(default_factory=list)
 
 
-def _to_continuous(box, where: str) -> list[float]:
+def _to_continuous(box) -> list[float]:
     x1, y1, x2, y2 = (float(v) for v in box)
     return [x1 - 1.0, y1 - 1.0, x2, y2]
 
@@ -57,8 +57,8 @@ def read_instances_json(uri: str, num_classes: int = 600) -> tuple[list[DetImage
             raise AnnotationError(f"{uri}: annotation {i} ({name}): hoi, boxes_h and boxes_o differ in length")
         for h, b1, b2 in zip(hois, bh, bo):
             img.hois.append(int(h))
-            img.human_boxes.append(_to_continuous(b1, f"{uri}: annotation {i}"))
-            img.object_boxes.append(_to_continuous(b2, f"{uri}: annotation {i}"))
+            img.human_boxes.append(_to_continuous(b1))
+            img.object_boxes.append(_to_continuous(b2))
         images.append(img)
     rare = data.get("rare")
     return images, (None if rare is None else [int(r) for r in rare])
@@ -78,7 +78,7 @@ def _as_list(x) -> list:
 def _mat_box(b, where: str) -> list[float]:
     # anno_bbox.mat orders the fields x1, x2, y1, y2; we return [x1, y1, x2, y2].
     return _to_continuous([_field(b, "x1", where), _field(b, "y1", where),
-                           _field(b, "x2", where), _field(b, "y2", where)], where)
+                           _field(b, "x2", where), _field(b, "y2", where)])
 
 
 def read_anno_bbox_mat(uri: str, split: str) -> list[DetImage]:
