@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +40,40 @@ def exists(uri: str) -> bool:
     return fs.exists(path)
 
 
+def _writer_tag(pid: int | None = None) -> str:
+    # Host and pid of the writer, so that a later writer can tell a dead writer's temp from a live one's.
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid() if pid is None else pid}"
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Removes the temporaries that writers of ``path`` on this host left when killed (SIGKILL, OOM).
+
+    A killed writer never reaches its cleanup, so its ``.<name>.<host>-<pid>.*.tmp`` sibling stays; it is
+    never read (the artifact path itself was not touched) and is removed here once that pid is gone.
+    Temporaries of live processes and of other hosts (shared filesystems) are left alone.
+    """
+    path = Path(path)
+    prefix = f".{path.name}.{_writer_tag(0)[:-1]}"
+    removed = []
+    for sibling in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = sibling.name[len(prefix):].split(".", 1)[0]
+        if not sibling.name.startswith(prefix) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(sibling, ignore_errors=True)
+        removed.append(sibling)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; renames it to ``path`` only if the block succeeds.
@@ -47,7 +82,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
@@ -95,3 +131,18 @@ def write_json(obj, path: str | os.PathLike) -> None:
 def write_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def absolute_uris(table, base: str | os.PathLike | None = None, column: str = "uri"):
+    """``table`` with local relative paths in ``column`` made absolute against ``base`` (default: cwd).
+
+    ``prepare`` keeps the paths it was given (a relative root stays relative, so a clone elsewhere
+    still works); workers that run in another directory (Ray Train changes into its run folder) need
+    them absolute. URIs and absolute paths are left as they are.
+    """
+    import pyarrow as pa
+
+    base = Path(base or os.getcwd())
+    uris = [u if not is_local(u) or Path(u.removeprefix("file://")).is_absolute() else str(base / u)
+            for u in table.column(column).to_pylist()]
+    return table.set_column(table.schema.get_field_index(column), column, pa.array(uris, pa.string()))

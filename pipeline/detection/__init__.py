@@ -5,7 +5,8 @@ original-image pixels, label in COCO-80 contiguous order (person = 0), score in 
 
 - :mod:`pipeline.detection.classes`: detector class names / label spaces -> COCO-80 labels.
 - :mod:`pipeline.detection.boxes`: clipping, score floor, per-image cap, the output table.
-- :mod:`pipeline.detection.mmdet_backend`: config resolution, safe checkpoint loading, batched inference.
+- :mod:`pipeline.detection.checkpoints`: weights-only checkpoint loading with an allow-list.
+- :mod:`pipeline.detection.mmdet_backend`: config resolution, strict weight loading, batched inference.
 - :mod:`pipeline.detection.actor_pool`: the mmdet detector on a Ray Data actor pool (GPU or CPU).
 - :mod:`pipeline.detection.precomputed`: per-image JSON (HICO-DET literature) and Parquet/CSV import.
 - :mod:`pipeline.detection.oracle`: DEMO ONLY, perturbed ground-truth boxes.

@@ -2,5 +2,6 @@
 
 ``pairs`` turns detections into human-object pairs, ``masks`` turns boxes into patch masks,
 ``masked_vit`` runs the classifier with those masks (shared-prefix and naive reference paths),
-``scoring`` turns pair logits into ``hoi_detections`` rows, ``ray_pool`` distributes it over images.
+``scoring`` turns pair logits into ``hoi_detections`` rows, ``scorer`` does all of it for a batch of
+images, and ``actor_pool`` distributes it over a Ray Data actor pool.
 """

@@ -88,9 +88,12 @@ def _heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
     return t.unflatten(-1, (n_head, -1)).transpose(1, 2)
 
 
-def _qkv(block: nn.Module, x: torch.Tensor):
+def _qkv(block: nn.Module, x: torch.Tensor, rows: slice = slice(None)):
+    """Query/key/value projections of ``x`` (``rows`` of the packed in_proj: ``slice(d, None)`` = k, v)."""
     attn = block.attn
-    return F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    bias = attn.in_proj_bias[rows] if attn.in_proj_bias is not None else None
+    out = F.linear(block.ln_1(x), attn.in_proj_weight[rows], bias)
+    return out.chunk(out.shape[-1] // x.shape[-1], dim=-1)
 
 
 def cls_attention(block: nn.Module, cls: torch.Tensor, patches: torch.Tensor,
@@ -111,7 +114,8 @@ def cls_attention(block: nn.Module, cls: torch.Tensor, patches: torch.Tensor,
     """
     n_head = block.attn.num_heads
     qc, kc, vc = (_heads(t, n_head) for t in _qkv(block, cls))            # [P, H, 1, d]
-    _, kp, vp = (_heads(t, n_head) for t in _qkv(block, patches))       # [X, H, N, d]
+    # Patch queries are not needed: project keys and values only.
+    kp, vp = (_heads(t, n_head) for t in _qkv(block, patches, slice(cls.shape[-1], None)))  # [X, H, N, d]
     q = qc[:, :, 0] * qc.shape[-1] ** -0.5                                # [P, H, d]
     self_logit = (q * kc[:, :, 0]).sum(-1, keepdim=True)                  # [P, H, 1]
     if pair_src is None:

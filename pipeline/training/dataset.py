@@ -1,0 +1,78 @@
+"""Images table -> (image tensor, target row) samples for training and validation."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from pipeline import storage
+from pipeline.data.labels import label_matrix
+
+LABEL_MAPPINGS = ("negative", "ignore", "positive")
+
+
+def targets_from_labels(labels: np.ndarray, ambiguous: str = "negative", unknown: str = "negative") -> np.ndarray:
+    """HICO labels (+1, -1, 0 ambiguous, NaN unknown) -> int8 loss targets in {1, -1, 0 = excluded}.
+
+    The authors' code trains every non-positive as negative (both defaults); ``ignore`` excludes the class
+    from that image's loss, ``positive`` (ambiguous only) counts it as present.
+    """
+    for name, value in (("ambiguous", ambiguous), ("unknown", unknown)):
+        if value not in LABEL_MAPPINGS or (name == "unknown" and value == "positive"):
+            raise ValueError(f"train.{name}_as {value!r}: expected one of {LABEL_MAPPINGS} "
+                             "('positive' only for ambiguous)")
+    code = {"negative": -1, "ignore": 0, "positive": 1}
+    out = np.full(labels.shape, -1, dtype=np.int8)
+    out[labels == 1] = 1
+    out[labels == 0] = code[ambiguous]
+    out[np.isnan(labels)] = code[unknown]
+    return out
+
+
+def split_rows(images: pa.Table, split: str) -> pa.Table:
+    """Rows of one split; raises naming the split when it is empty."""
+    import pyarrow.compute as pc
+
+    rows = images.filter(pc.equal(images.column("split"), split))
+    if rows.num_rows == 0:
+        raise ValueError(f"images table has no rows with split == {split!r} "
+                         f"(splits present: {sorted(set(images.column('split').to_pylist()))})")
+    return rows
+
+
+def load_image(uri: str) -> Image.Image:
+    """Reads one image (local path or fsspec URI) as RGB; raises naming the URI."""
+    try:
+        if storage.is_local(uri):
+            img = Image.open(uri.removeprefix("file://"))
+        else:
+            with storage.open_file(uri) as f:
+                img = Image.open(io.BytesIO(f.read()))
+        return img.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise OSError(f"cannot read image {uri}: {e}") from e
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """(transformed image, targets) for the rows of an images table; ``indices`` picks/repeats rows."""
+
+    def __init__(self, uris: list[str], targets: np.ndarray, transform, indices=None):
+        self.uris, self.targets, self.transform = uris, targets, transform
+        self.indices = np.arange(len(uris)) if indices is None else np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        r = int(self.indices[i])
+        return self.transform(load_image(self.uris[r])), torch.from_numpy(self.targets[r].astype(np.float32)), r
+
+
+def split_samples(images: pa.Table, split: str, num_classes: int, ambiguous: str, unknown: str):
+    """(uris, labels [N, C] HICO coding, targets [N, C] int8) of one split."""
+    rows = split_rows(images, split)
+    labels = label_matrix(rows, num_classes)
+    return rows.column("uri").to_pylist(), labels, targets_from_labels(labels, ambiguous, unknown)

@@ -1,0 +1,75 @@
+"""Driver side of training: the Ray Train ``TorchTrainer`` from plain settings, and the export of its result.
+
+A re-run with the same ``run_name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train
+V2 restores by (storage_path, name)); a dead worker restarts the worker group from the last checkpoint up
+to ``max_failures`` times.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import storage
+from pipeline.model import ModelConfig
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "DEFR_FAULT_INJECTION"  # "rank:epoch:marker_path" - test hook, kills one worker once
+
+
+def loop_config(images: str, text_embeddings: np.ndarray | None, model: ModelConfig,
+                **recipe: Any) -> dict[str, Any]:
+    """The ``train_loop_config`` of :func:`pipeline.training.recipe.train_loop_per_worker`."""
+    cfg = {"images": str(Path(images).resolve()) if storage.is_local(images) else images,
+           "text_embeddings": text_embeddings, "model": model.to_dict(), "fault": None,
+           "uri_base": os.getcwd()}
+    cfg.update(recipe)
+    fault = os.environ.get(FAULT_ENV)
+    if fault:
+        rank, epoch, marker = fault.split(":", 2)
+        cfg["fault"] = {"rank": int(rank), "epoch": int(epoch), "marker": marker}
+    return cfg
+
+
+def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_name: str,
+                 storage_path: str, max_failures: int, cpus_per_worker: float = 1, keep: int = 2,
+                 callbacks: list | None = None):
+    """A ``TorchTrainer`` (DDP; gloo on CPU, NCCL on GPU) for the DEFR recipe."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipeline.training.recipe import train_loop_per_worker
+
+    if storage.is_local(storage_path):
+        storage_path = str(Path(storage_path.removeprefix("file://")).resolve())
+    resources = {"CPU": cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(name=run_name, storage_path=storage_path,
+                             failure_config=FailureConfig(max_failures=max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=keep), callbacks=callbacks),
+    )
+
+
+def export(result, model_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Copies the best weights of a finished run to ``model_dir`` atomically; returns the epoch history.
+
+    Raises:
+        RuntimeError: the run reported no checkpoint (it failed before finishing an epoch).
+    """
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run at {result.path} reported no checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as d:
+        d = Path(d)
+        history = json.loads((d / "history.json").read_text())
+        with storage.atomic_path(model_dir) as tmp:
+            shutil.copytree(d / "best", tmp)
+    return history

@@ -1,0 +1,211 @@
+"""The per-worker fine-tuning recipe (runs inside each Ray Train worker; reads top to bottom).
+
+setup data -> setup model (or resume from the last Ray Train checkpoint) -> per epoch: train with
+over-sampling, augmentation, grad accumulation and bf16 autocast on GPU -> validate (sharded, gathered on
+rank 0) -> report metrics and a checkpoint (current weights, best weights so far, optimizer state,
+history) so a restarted worker group, or a re-run with the same run name, continues from there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline import storage
+from pipeline.losses import make_loss
+from pipeline.model import ModelConfig, build_model, inference_transform, save_checkpoint
+from pipeline.training.augment import train_transform
+from pipeline.training.dataset import ImageDataset, split_samples
+from pipeline.training.sampling import oversample, shard
+
+STATE = "train_state.pt"
+HISTORY = "history.json"
+
+
+def _setup_data(cfg: dict[str, Any], model_config: ModelConfig, rank: int, world: int):
+    images = storage.absolute_uris(storage.read_parquet(cfg["images"]), cfg.get("uri_base"))
+    c = model_config.num_classes
+    train = split_samples(images, "train", c, cfg["ambiguous_as"], cfg["unknown_as"])
+    val = split_samples(images, "val", c, cfg["ambiguous_as"], cfg["unknown_as"])
+    val_rows = np.arange(len(val[0]))[rank::world]
+    val_set = ImageDataset(val[0], val[2], inference_transform(model_config), val_rows)
+    return train, val, val_set
+
+
+def _loader(dataset, cfg, shuffle=False):
+    return torch.utils.data.DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=shuffle,
+                                       num_workers=cfg["loader_workers"], drop_last=False,
+                                       persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def _restore(model, optimizer, scheduler, best_dir: Path) -> dict[str, Any]:
+    """Loads the last reported checkpoint, if any; returns the training state (epoch, best, history)."""
+    import ray.train
+    from safetensors.torch import load_file
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return {"epoch": 0, "best_map": -1.0, "best_epoch": -1, "history": [], "resumes": []}
+    with checkpoint.as_directory() as d:
+        d = Path(d)
+        model.load_state_dict(load_file(str(d / "model" / "model.safetensors")))
+        state = torch.load(d / STATE, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state.pop("optimizer"))
+        scheduler.load_state_dict(state.pop("scheduler"))
+        shutil.rmtree(best_dir, ignore_errors=True)
+        shutil.copytree(d / "best", best_dir)
+        state["history"] = json.loads((d / HISTORY).read_text())
+    print(f"resuming from the checkpoint of epoch {int(state['epoch']) - 1}", flush=True)
+    state["resumes"] = list(state.get("resumes", [])) + [int(state["epoch"])]
+    return state
+
+
+def _maybe_die(cfg, rank: int, epoch: int) -> None:
+    """Test hook (``DEFR_FAULT_INJECTION``): SIGKILL one worker once, to exercise FailureConfig."""
+    fault = cfg.get("fault")
+    if fault and rank == fault["rank"] and epoch == fault["epoch"] and not os.path.exists(fault["marker"]):
+        # Ray Train's controller collects reports at its health check (every 2 s): a worker dying sooner
+        # after a report loses that report's checkpoint and resumes from the one before. Wait it out so the
+        # test is deterministic.
+        time.sleep(2 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)) + 1)
+        Path(fault["marker"]).write_text(f"killed rank {rank} at epoch {epoch}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cfg, rank, epoch):
+    from tqdm import tqdm
+
+    model.train()
+    total, count, seen = torch.zeros((), device=device), 0, 0
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, desc=f"epoch {epoch}", disable=rank != 0, mininterval=5)
+    for step, (images, targets, _) in enumerate(bar):
+        if step == 1:
+            _maybe_die(cfg, rank, epoch)
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        last = (step + 1) % accum == 0 or step + 1 == len(loader)
+        sync = model.no_sync() if hasattr(model, "no_sync") and not last else _null()
+        with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = loss_fn(model(images).float(), targets)
+            (loss / accum).backward()
+        if last:
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += loss.detach() * len(images)
+        count += len(images)
+        seen += len(images)
+    if torch.distributed.is_initialized():
+        stats = torch.stack([total, torch.tensor(float(count), device=device)])
+        torch.distributed.all_reduce(stats)
+        total, count = stats[0], int(stats[1].item())
+    return float(total / max(count, 1)), seen / (time.perf_counter() - start)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@torch.no_grad()
+def _validate(model, val_set, cfg, device, n_val: int, num_classes: int) -> np.ndarray | None:
+    """Val logits [N, C] in val row order on rank 0 (None elsewhere); each worker scores its share."""
+    net = getattr(model, "module", model)
+    net.eval()
+    rows, scores = [], []
+    for images, _, r in _loader(val_set, cfg):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            scores.append(net(images.to(device)).float().cpu().numpy())
+        rows.append(r.numpy())
+    part = (np.concatenate(rows) if rows else np.zeros(0, int),
+            np.concatenate(scores) if scores else np.zeros((0, num_classes), np.float32))
+    parts = [part]
+    if torch.distributed.is_initialized():
+        parts = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, part)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return None
+    out = np.zeros((n_val, num_classes), np.float32)
+    for r, s in parts:
+        out[r] = s
+    return out
+
+
+def _write_checkpoint(folder: Path, model, optimizer, scheduler, state, best_dir: Path) -> None:
+    save_checkpoint(getattr(model, "module", model), folder / "model")
+    shutil.copytree(best_dir, folder / "best")
+    torch.save({k: v for k, v in state.items() if k != "history"} |
+               {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, folder / STATE)
+    (folder / HISTORY).write_text(json.dumps(state["history"], indent=1))
+
+
+def train_loop_per_worker(cfg: dict[str, Any]) -> None:
+    """Ray Train entry point; ``cfg`` is built by :func:`pipeline.training.launcher.loop_config`."""
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+
+    from pipeline.metrics.classification import hico_classification_map
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(cfg["seed"])  # same init on every rank (DDP also broadcasts it)
+    device = ray.train.torch.get_device()
+
+    # --- model and data
+    text = None if cfg["text_embeddings"] is None else np.asarray(cfg["text_embeddings"], np.float32)
+    model = build_model(ModelConfig.from_dict(cfg["model"]), text, seed=cfg["seed"])
+    mconf = model.config
+    (train_uris, _, train_targets), (_, val_labels, _), val_set = _setup_data(cfg, mconf, rank, world)
+    loss_fn = make_loss(cfg["loss"], torch.from_numpy(train_targets.astype(np.float32)))
+    accum = max(1, cfg["global_batch"] // (cfg["batch_size"] * world))
+    epoch_size = len(oversample(train_targets, cfg["min_per_class"], cfg["seed"]))
+    steps = len(shard(np.arange(epoch_size), 0, world, cfg["batch_size"] * accum)) // (cfg["batch_size"] * accum)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=max(1, int(cfg["restart_epochs"] * steps)))
+    best_dir = Path(tempfile.mkdtemp(prefix="defr-best-"))
+    state = _restore(model, optimizer, scheduler, best_dir)
+    model = ray.train.torch.prepare_model(model)
+
+    # --- epochs
+    for epoch in range(int(state["epoch"]), cfg["epochs"]):
+        indices = shard(oversample(train_targets, cfg["min_per_class"], cfg["seed"] + epoch), rank, world,
+                        cfg["batch_size"] * accum)
+        train_set = ImageDataset(train_uris, train_targets,
+                                 train_transform(mconf, cfg["crop_scale"], cfg["jitter"]), indices)
+        lr = scheduler.get_last_lr()[0]
+        loss, ips = _train_epoch(model, _loader(train_set, cfg), loss_fn, optimizer, scheduler, accum,
+                                 device, cfg, rank, epoch)
+        scores = _validate(model, val_set, cfg, device, len(val_labels), mconf.num_classes)
+        metrics = {"epoch": epoch, "train_loss": loss, "lr": lr, "images_per_s_per_worker": ips}
+        checkpoint_dir = None
+        if rank == 0:
+            metrics["val_map"] = float(hico_classification_map(scores, val_labels).map)
+            if metrics["val_map"] > state["best_map"]:
+                state["best_map"], state["best_epoch"] = metrics["val_map"], epoch
+                shutil.rmtree(best_dir, ignore_errors=True)
+                save_checkpoint(getattr(model, "module", model), best_dir)
+            metrics.update(best_val_map=state["best_map"], best_epoch=state["best_epoch"],
+                           resumes=len(state["resumes"]))
+            state["history"].append(dict(metrics))
+            state["epoch"] = epoch + 1
+            checkpoint_dir = Path(tempfile.mkdtemp(prefix="defr-ckpt-"))
+            _write_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, best_dir)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
+        if checkpoint_dir:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    shutil.rmtree(best_dir, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""Image-level HOI scores (600 logits per image) for the test split, as Ray Data batch inference.
+
+Laptop (local Ray):
+    python -m stages.predict --images data/prepared/images.parquet --model models/defr \
+        --out data/image_scores.parquet
+Cluster: the same command with ``predict.ray_address`` (or RAY_ADDRESS) set; ``predict.actors`` model
+replicas, ``predict.gpus_per_actor: 1`` for one model per GPU.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from pipeline import schemas, storage
+from stages import params as P
+
+log = logging.getLogger("stages.predict")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = P.parser(__doc__.splitlines()[0])
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--model", required=True, help="model folder (model.safetensors + config.json) or URI")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    P.setup_logging()
+    p = P.load("predict", args.params)
+
+    from pipeline.batch_inference import predict_scores
+    from pipeline.distributed import init_ray
+    from pipeline.model import load_checkpoint
+    from pipeline.training.dataset import split_rows
+
+    model = load_checkpoint(args.model)  # fail fast, in the driver, on a bad checkpoint
+    cfg = model.config
+    del model
+    images = split_rows(storage.absolute_uris(storage.read_parquet(args.images)), P.require(p, "split", "predict"))
+    init_ray(p.get("ray_address") or None)
+    table = predict_scores(images, str(Path(args.model).resolve()) if storage.is_local(args.model) else args.model,
+                           cfg.image_size, int(p["batch_size"]), int(p["actors"]), float(p["gpus_per_actor"]),
+                           float(p.get("cpus_per_actor", 1)))
+    if table.num_rows != images.num_rows:
+        raise RuntimeError(f"scored {table.num_rows} of {images.num_rows} images")
+    meta = {"model": cfg.model_name, "text_model": cfg.text_model, "image_size": cfg.image_size,
+            "num_classes": cfg.num_classes, "split": p["split"], "scores": "logits",
+            "demo_only": json.dumps(bool(cfg.metadata.get("demo_only", False)))}
+    storage.write_parquet(schemas.conform(table, schemas.IMAGE_SCORES, args.out), args.out, metadata=meta)
+    log.info("wrote %d image scores to %s", table.num_rows, args.out)
+    return {"rows": table.num_rows}
+
+
+if __name__ == "__main__":
+    main()

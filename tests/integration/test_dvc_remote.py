@@ -1,0 +1,175 @@
+"""Team storage through a DVC remote, with DVC run for real through its CLI.
+
+In a temporary copy of the project (its own git repository) the demo pipeline runs with shrunken params;
+every stage output and the run cache are pushed to a local-directory remote; a fresh clone then
+(a) `dvc pull`s, `dvc status` reports nothing to run and `dvc repro --pull` runs nothing, and (b) without any
+dvc.lock, `dvc repro --pull` restores the stages from the pushed run cache instead of recomputing them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import DEMO_TEST_PARAMS
+
+ROOT = Path(__file__).resolve().parents[2]
+UP_TO_DATE = "Data and pipelines are up to date."
+
+# Shrunken values for the stages after prepare, applied only to keys the section has (so the test keeps
+# working as stages gain params); the demo and prepare sections come from tests/conftest.py.
+SHRINK = {
+    "embed_text": {"cache": ""},
+    "train": {"epochs": 1, "restart_epochs": 1, "num_workers": 1, "batch_size": 16, "global_batch": 16,
+              "image_size": 64, "min_per_class": 0, "loader_workers": 0, "max_failures": 0, "use_gpu": False},
+    "predict": {"actors": 1, "gpus_per_actor": 0},
+    "score_regions": {"attention_maps": 1, "device": "cpu"},
+}
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    # DVC runs stage commands with the first `python` on PATH: the project's venv, as the Makefile does.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", DVC_NO_ANALYTICS="1",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.com")
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed in {cwd}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    return out
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).parent / "dvc"), *args], cwd, check)
+
+
+def copy_project(dest: Path) -> None:
+    """The tracked and untracked-but-not-ignored files of the working tree (no data, venv or caches)."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file() and not name.startswith(("tests/", "bench/")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def shrink_params(path: Path) -> None:
+    params = yaml.safe_load(path.read_text())
+    for section, values in {**DEMO_TEST_PARAMS, **SHRINK}.items():
+        if section in params:
+            params[section].update({k: v for k, v in values.items()
+                                    if k in params[section] and v is not None})
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def tracked_outputs(repo: Path) -> dict[str, bool]:
+    """path -> cached (True: content in the DVC remote; False: `cache: false`, content in git) of every
+    output, metric and plot of dvc.yaml's stages."""
+    outputs = {}
+    for stage in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].values():
+        for entry in [e for key in ("outs", "metrics", "plots") for e in stage.get(key, [])]:
+            path, opts = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+            outputs[path] = (opts or {}).get("cache", True)
+    return outputs
+
+
+def run_cache_chain(repo: Path) -> list[str]:
+    """Stages DVC can restore from the run cache alone: all their outputs cached (DVC keeps no run-cache
+    entry for a stage with a `cache: false` output) and every dep that another stage produces coming from
+    such a stage too."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    producer = {o["path"]: name for name, st in lock.items() for o in st.get("outs", [])}
+    chain: list[str] = []
+    for name in lock:  # dvc.lock lists stages in pipeline order
+        outs = [e for key in ("outs", "metrics", "plots") for e in stages[name].get(key, [])]
+        cached = all(isinstance(e, str) or (next(iter(e.values())) or {}).get("cache", True) for e in outs)
+        upstream = {producer[o] for d in lock[name].get("deps", []) for o in producer
+                    if d["path"] == o or d["path"].startswith(o.rstrip("/") + "/")}
+        if cached and upstream <= set(chain):
+            chain.append(name)
+    return chain
+
+
+def digest(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_push_clone_pull_status_and_run_cache(tmp_path, record_property):
+    src, remote = tmp_path / "project", tmp_path / "remote"
+    src.mkdir()
+    copy_project(src)
+    shrink_params(src / "params.yaml")
+    run(["git", "init", "-q", "-b", "main"], src)
+    dvc("remote", "add", "-d", "team", str(remote), cwd=src)
+    run(["git", "add", "-A"], src)
+    run(["git", "commit", "-q", "-m", "project"], src)
+
+    t0 = time.perf_counter()
+    dvc("repro", cwd=src)
+    t_repro = time.perf_counter() - t0
+    run(["git", "add", "-A"], src)
+    run(["git", "commit", "-q", "-m", "demo run"], src)
+    outputs = tracked_outputs(src)
+    stages = list(yaml.safe_load((src / "dvc.lock").read_text())["stages"])
+    assert {"generate_demo", "prepare"} <= set(stages) and len(outputs) >= 2
+
+    t0 = time.perf_counter()
+    dvc("push", "--run-cache", cwd=src)
+    t_push = time.perf_counter() - t0
+    # Every output of dvc.lock is in the remote now: `dvc status --cloud` compares cache and remote.
+    assert "Cache and remote 'team' are in sync" in dvc("status", "--cloud", cwd=src).stdout
+
+    # (a) A teammate clones the repository and pulls: nothing to run, the same bytes everywhere.
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(src), str(clone)], tmp_path)
+    cached = [p for p, in_remote in outputs.items() if in_remote]
+    assert cached and not any((clone / p).exists() for p in cached), "cached outputs must come from the remote"
+    t0 = time.perf_counter()
+    dvc("pull", cwd=clone)
+    t_pull = time.perf_counter() - t0
+    status = dvc("status", cwd=clone).stdout
+    assert UP_TO_DATE in status, f"a fresh clone + dvc pull would recompute:\n{status}"
+    for p in outputs:
+        assert digest(clone / p) == digest(src / p), p
+    repro = dvc("repro", "--pull", cwd=clone)
+    assert "Running stage" not in repro.stdout + repro.stderr, repro.stdout[-3000:]
+
+    # (b) Without dvc.lock (a teammate who set the same params by hand), `dvc repro --pull` finds the
+    # stages in the pushed run cache and restores them instead of running them.
+    fresh = tmp_path / "fresh"
+    run(["git", "clone", "-q", str(src), str(fresh)], tmp_path)
+    chain = run_cache_chain(fresh)
+    assert {"generate_demo", "prepare"} <= set(chain), chain
+    (fresh / "dvc.lock").unlink()
+    t0 = time.perf_counter()
+    repro = dvc("repro", "--pull", *chain, cwd=fresh)
+    t_restore = time.perf_counter() - t0
+    log = repro.stdout + repro.stderr
+    assert "Running stage" not in log, log[-3000:]
+    for stage in chain:
+        assert f"Stage '{stage}' is cached" in log, f"{stage} not restored from the run cache:\n{log[-3000:]}"
+    assert UP_TO_DATE in dvc("status", *chain, cwd=fresh).stdout
+    for stage in chain:
+        for o in yaml.safe_load((src / "dvc.lock").read_text())["stages"][stage].get("outs", []):
+            assert digest(fresh / o["path"]) == digest(src / o["path"]), o["path"]
+
+    figures = {"stages": len(stages), "run_cache_stages": chain, "repro_s": round(t_repro, 1),
+               "push_s": round(t_push, 2), "pull_s": round(t_pull, 2), "repro_from_run_cache_s": round(t_restore, 2),
+               "remote_mb": round(sum(f.stat().st_size for f in remote.rglob("*") if f.is_file()) / 1e6, 2)}
+    record_property("dvc_remote", figures)
+    print("dvc remote figures:", figures)

@@ -1,0 +1,97 @@
+"""The score_regions stage for real on the demo data: oracle boxes (DEMO ONLY), a tiny random ViT, local Ray."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import yaml
+
+from pipeline import storage
+from pipeline.model import ModelConfig, build_model, save_checkpoint
+from pipeline.schemas import DETECTIONS, HOI_DETECTIONS
+from pipeline.vocab import hico_vocabulary
+from stages import detect, score_regions
+
+pytestmark = pytest.mark.integration
+
+PARAMS = {"split": "test", "score_threshold": 0.2, "nms_threshold": 0.5, "max_humans": 15, "max_objects": 15,
+          "masked_layers": 1, "patch_rule": "any", "min_fraction": 0.5, "score_power": 1.0, "top_k": 20,
+          "path": "shared_prefix", "batch_size": 4, "actors": 1, "cpus_per_actor": 1, "device": "cpu",
+          "attention_maps": 2}
+DETECT = {"backend": "oracle", "split": "test", "score_floor": 0.05, "max_per_image": 100,
+          "oracle": {"seed": 0, "jitter": 0.05, "drop_rate": 0.1, "false_positives": 1.0}}
+
+
+@pytest.fixture(scope="module")
+def inputs(prepared_demo, tmp_path_factory):
+    """Oracle detections with one image's boxes removed and two bad boxes added; a tiny checkpoint."""
+    work = tmp_path_factory.mktemp("score_regions")
+    (work / "detect.yaml").write_text(yaml.safe_dump({"detect": DETECT}))
+    detect.main(["--params", str(work / "detect.yaml"), "--images", str(prepared_demo / "images.parquet"),
+                 "--pairs", str(prepared_demo / "pairs.parquet"), "--out", str(work / "oracle.parquet"),
+                 "--rejects", str(work / "rejects.parquet")])
+    dets = storage.read_parquet(work / "oracle.parquet")
+    ids = sorted(set(dets["image_id"].to_pylist()))
+    emptied, damaged = ids[0], ids[1]
+    dets = dets.filter(pc.not_equal(dets["image_id"], emptied))
+    bad = pa.table({"image_id": [damaged, damaged], "box": [[50, 50, 10, 60], [5000, 10, 6000, 20]],
+                    "label": [3, 3], "score": [0.9, 0.9]}, schema=DETECTIONS)
+    storage.write_parquet(pa.concat_tables([dets.cast(DETECTIONS), bad]), work / "detections.parquet")
+    torch_model = build_model(ModelConfig(model_name="defr-tiny-vit", init="random",
+                                          metadata={"demo_only": True}), None)
+    save_checkpoint(torch_model, work / "model")
+    return work, prepared_demo / "images.parquet", emptied
+
+
+def run(work, images, name, detections=None, **changes):
+    (work / f"{name}.yaml").write_text(yaml.safe_dump({"score_regions": {**PARAMS, **changes}}))
+    out, plots = work / f"{name}.parquet", work / f"{name}_plots"
+    meta = score_regions.main(["--params", str(work / f"{name}.yaml"), "--model", str(work / "model"),
+                               "--detections", str(detections or work / "detections.parquet"),
+                               "--images", str(images), "--out", str(out), "--plots", str(plots)])
+    return out, plots, meta
+
+
+def test_stage_writes_hoi_detections_and_attention_maps(inputs):
+    work, images_path, emptied = inputs
+    out, plots, meta = run(work, images_path, "shared")
+    table = storage.read_parquet(out)
+    assert table.schema.equals(HOI_DETECTIONS, check_metadata=False)
+    assert table.num_rows > 0 and emptied not in set(table["image_id"].to_pylist())
+    assert max(np.unique(table["image_id"].to_numpy(), return_counts=True)[1]) <= PARAMS["top_k"]
+    assert meta["boxes"]["degenerate box (x2 <= x1 or y2 <= y1)"] == 1
+    assert meta["boxes"]["box outside the image"] == 1
+    assert meta["demo_only"] is True and "DEMO ONLY" in storage.parquet_metadata(out)["note"]
+    # Each detection's HOI is about the object box's category, in original pixels of its image.
+    images = storage.read_parquet(images_path)
+    size = dict(zip(images["image_id"].to_pylist(), zip(images["width"].to_pylist(), images["height"].to_pylist())))
+    dets = storage.read_parquet(work / "detections.parquet")
+    label_of = {(i, tuple(np.round(b, 3))): l for i, b, l in
+                zip(dets["image_id"].to_pylist(), dets["box"].to_pylist(), dets["label"].to_pylist())}
+    vocab = hico_vocabulary()
+    for r in table.slice(0, 200).to_pylist():
+        w, h = size[r["image_id"]]
+        assert 0 <= r["object_box"][0] < r["object_box"][2] <= w and 0 <= r["human_box"][1] < r["human_box"][3] <= h
+        label = label_of.get((r["image_id"], tuple(np.round(r["object_box"], 3))))
+        if label is not None:  # boxes that were clipped no longer match a detection verbatim
+            assert vocab.coco80_names[label] == vocab[r["hoi"]].object
+    pngs = sorted(plots.glob("*.png"))
+    assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    # The reference path (a full forward per pair) gives the same detections.
+    naive, _, _ = run(work, images_path, "naive", path="naive", attention_maps=0)
+    naive = storage.read_parquet(naive)
+    assert naive["hoi"].to_pylist() == table["hoi"].to_pylist()
+    np.testing.assert_allclose(naive["score"].to_numpy(), table["score"].to_numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_nan_score_fails_without_writing(inputs):
+    work, images_path, _ = inputs
+    dets = storage.read_parquet(work / "detections.parquet")
+    scores = dets["score"].to_numpy().copy()
+    scores[3] = np.nan
+    dets = dets.set_column(dets.schema.get_field_index("score"), "score", pa.array(scores, pa.float32()))
+    storage.write_parquet(dets, work / "nan_detections.parquet")
+    with pytest.raises(ValueError, match=r"image \d+: score nan"):
+        run(work, images_path, "nan", detections=work / "nan_detections.parquet")
+    assert not (work / "nan.parquet").exists() and not (work / "nan_plots").exists()

@@ -1,0 +1,96 @@
+"""The train stage for real: a 2-worker Ray Train run (gloo, CPU) on the demo data, with one worker killed."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import yaml
+
+from pipeline import schemas, storage
+from pipeline.data.labels import label_matrix
+from pipeline.metrics.classification import hico_classification_map
+from pipeline.model import inference_transform, load_checkpoint
+from pipeline.training.dataset import load_image, split_rows
+from stages import train
+
+pytestmark = pytest.mark.integration
+
+TRAIN = {"demo_only": True, "model": "defr-tiny-vit", "pretrained": "", "image_size": 48, "gamma": 100,
+         "classifier_position": "auto", "init": "text", "loss": "lse_sign", "ambiguous_as": "negative",
+         "unknown_as": "negative", "lr": 1e-3, "epochs": 3, "restart_epochs": 5, "batch_size": 16,
+         "global_batch": 32, "min_per_class": 4, "crop_scale": 0.5, "jitter": 0.4, "seed": 0, "num_workers": 2,
+         "use_gpu": False, "cpus_per_worker": 1, "loader_workers": 0, "run_name": "test", "max_failures": 2,
+         "ray_address": ""}
+
+
+def write_text_embeddings(prepared, path, dim=32):
+    """Stand-in language embeddings with verb/object structure (sum of a verb and an object vector)."""
+    classes = storage.read_parquet(prepared / "classes.parquet")
+    rng = np.random.default_rng(0)
+    verb, obj = np.asarray(classes.column("verb_idx")), np.asarray(classes.column("object_idx"))
+    emb = (rng.normal(size=(verb.max() + 1, dim))[verb] + rng.normal(size=(obj.max() + 1, dim))[obj]).astype("f4")
+    table = pa.table({"hoi": np.arange(len(emb), dtype=np.int16), "prompt": [""] * len(emb), "embedding": list(emb)})
+    storage.write_parquet(schemas.conform(table, schemas.TEXT_EMBEDDINGS, "emb"), path,
+                          metadata={"model": "test-verb+object", "dim": dim})
+    return path
+
+
+def _args(tmp_path, prepared, emb):
+    return ["--params", str(tmp_path / "params.yaml"), "--images", str(prepared / "images.parquet"),
+            "--text-embeddings", str(emb), "--model-out", str(tmp_path / "models" / "defr"),
+            "--history", str(tmp_path / "plots" / "history.csv"), "--metrics", str(tmp_path / "metrics.json")]
+
+
+@pytest.mark.timeout(600)
+def test_two_workers_survive_a_killed_worker_and_export_the_best_epoch(prepared_demo, tmp_path, monkeypatch):
+    emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": TRAIN | {"storage_path": str(tmp_path / "runs")}}))
+    marker = tmp_path / "killed.txt"
+    monkeypatch.setenv("DEFR_FAULT_INJECTION", f"1:1:{marker}")  # SIGKILL rank 1 in epoch 1, once
+
+    metrics = train.main(_args(tmp_path, prepared_demo, emb))
+
+    assert marker.exists(), "the fault hook never fired"
+    assert metrics["resumes"] == 1 and metrics["epochs"] == 3
+    history = (tmp_path / "plots" / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,val_map,lr" and [h.split(",")[0] for h in history[1:]] == ["0", "1", "2"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["best_val_map"] == metrics["best_val_map"]
+
+    # The exported checkpoint reproduces the logged validation mAP of its epoch.
+    model = load_checkpoint(tmp_path / "models" / "defr")
+    assert model.config.metadata["demo_only"] is True and model.config.text_model == "test-verb+object"
+    val = split_rows(storage.read_parquet(prepared_demo / "images.parquet"), "val")
+    tf = inference_transform(model.config)
+    with torch.no_grad():
+        scores = model(torch.stack([tf(load_image(u)) for u in val.column("uri").to_pylist()])).numpy()
+    assert hico_classification_map(scores, label_matrix(val)).map == pytest.approx(metrics["best_val_map"], abs=1e-6)
+
+    # A re-run with the same params (same run name) resumes the finished run: no epoch is trained again.
+    monkeypatch.delenv("DEFR_FAULT_INJECTION")
+    again = train.main(_args(tmp_path, prepared_demo, emb))
+    assert again["run"] == metrics["run"] and again["best_val_map"] == metrics["best_val_map"]
+    assert again["epochs"] == 3
+
+
+def test_bad_text_embeddings_are_named(prepared_demo, tmp_path):
+    t = pa.table({"hoi": np.arange(599, dtype=np.int16), "prompt": [""] * 599,
+                  "embedding": list(np.ones((599, 8), "f4"))})
+    storage.write_parquet(t, tmp_path / "emb.parquet")
+    with pytest.raises(ValueError, match="emb.parquet.*599 rows"):
+        train.read_text_embeddings(str(tmp_path / "emb.parquet"), 600)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_ray_tune_sweep_runs_one_train_run_per_grid_point(prepared_demo, tmp_path):
+    emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
+    p = TRAIN | {"storage_path": str(tmp_path / "runs"), "epochs": 1, "num_workers": 1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": p}))
+    (tmp_path / "sweep.yaml").write_text("gamma: [50, 100]\n")
+    out = train.main(_args(tmp_path, prepared_demo, emb) + ["--sweep", str(tmp_path / "sweep.yaml"),
+                                                            "--sweep-out", str(tmp_path / "sweep.csv")])
+    assert out["trials"] == 2
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert rows[0].startswith("config/gamma,best_val_map") and len(rows) == 3
+    assert not (tmp_path / "models" / "defr").exists()  # a sweep exports nothing

@@ -1,0 +1,221 @@
+"""The train stage on a REAL two-node Ray cluster started on this machine with `ray start`.
+
+A head and a second node join over loopback, each with its own temp dir, ports, one CPU and a custom
+resource naming it. `python -m stages.train` runs as a subprocess with ``RAY_ADDRESS`` pointing at the
+head, as `dvc repro` runs it on a cluster; each of its two workers needs one CPU, so they can only fit
+one per node. The test checks from the GCS actor table that the two workers ran on different nodes,
+that the checkpoint is in the shared storage path, and that a node-local storage path is refused.
+Only the processes this test started are stopped (by process group), never other Ray instances.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline import schemas
+from pipeline.distributed import SHARED_STORAGE_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def ray_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+               PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    return env
+
+
+class TwoNodeCluster:
+    """A head and one more node started with `ray start` on this machine; stop() ends only their processes."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.groups: list[int] = []  # process groups of the `ray start` commands (new sessions)
+        self.address = ""
+
+    def _ports(self) -> list[str]:
+        nm, om, agent, agent_grpc, metrics, runtime_env, lo = free_ports(7)
+        # Each node gets its own worker port window, away from the default 10002-19999 of other Rays here.
+        lo = 20000 + (lo % 200) * 200 + (len(self.groups) * 100)
+        return [f"--node-manager-port={nm}", f"--object-manager-port={om}",
+                f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
+                f"--min-worker-port={lo}", f"--max-worker-port={lo + 99}"]
+
+    def _start(self, args: list[str]) -> None:
+        proc = subprocess.Popen([str(BIN / "ray"), "start", *args], env=ray_env(), start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.groups.append(proc.pid)
+        out, _ = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ray start {' '.join(args)} failed:\n{out[-3000:]}")
+
+    def start(self) -> str:
+        gcs, dashboard = free_ports(2)
+        self._start(["--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=1", "--num-gpus=0",
+                     '--resources={"defr_node_head": 1}', f"--temp-dir={self.root / 'head'}",
+                     "--include-dashboard=false", f"--dashboard-port={dashboard}", "--disable-usage-stats",
+                     *self._ports()])
+        self.address = f"127.0.0.1:{gcs}"
+        self._start([f"--address={self.address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                     "--num-gpus=0", '--resources={"defr_node_2": 1}', f"--temp-dir={self.root / 'node2'}",
+                     *self._ports()])
+        return self.address
+
+    def processes(self) -> list[psutil.Process]:
+        found = {}
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(p.pid) in self.groups:
+                    found[p.pid] = p
+                    # Ray workers run in process groups of their own, as children of a raylet.
+                    found.update({c.pid: c for c in p.children(recursive=True)})
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return list(found.values())
+
+    def stop(self) -> list[int]:
+        """SIGTERM then SIGKILL to every process this cluster started; returns pids still alive (none)."""
+        procs = self.processes()
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+            for p in procs:
+                try:
+                    p.send_signal(sig)
+                except psutil.Error:
+                    pass
+            _, procs = psutil.wait_procs(procs, timeout=wait)
+            if not procs:
+                break
+        return [p.pid for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    root = Path(tempfile.mkdtemp(prefix="r2n_", dir="/tmp"))  # short: Ray's unix socket paths are limited
+    c = TwoNodeCluster(root)
+    try:
+        c.start()
+        yield c
+    finally:
+        left = c.stop()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"Ray processes still alive after stop: {left}"
+
+
+def query_cluster(address: str) -> dict:
+    """Nodes (id -> our custom resource name) and Ray Train worker actors, read from the GCS by a client."""
+    code = """
+import json, ray
+ray.init(address=%r, log_to_driver=False)
+from ray._private import state
+nodes = {n["NodeID"]: sorted(k for k in n["Resources"] if k.startswith("defr_node")) for n in ray.nodes()}
+actors = [{"cls": a["ActorClassName"], "node": a["Address"]["NodeID"], "state": a["State"]}
+          for a in state.actors().values()]
+print("RESULT" + json.dumps({"nodes": nodes, "actors": actors}))
+""" % address
+    out = subprocess.run([sys.executable, "-c", code], env=ray_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.split("RESULT", 1)[1])
+
+
+def train_params(shared: Path, storage_path: Path) -> dict:
+    """The project's train section shrunk to a two-worker CPU run of the tiny model."""
+    project = yaml.safe_load((ROOT / "params.yaml").read_text())
+    train = dict(project["train"])
+    train.update(num_workers=2, use_gpu=False, cpus_per_worker=1, epochs=1, restart_epochs=1, batch_size=8,
+                 global_batch=16, min_per_class=0, loader_workers=0, max_failures=0, image_size=64,
+                 model="defr-tiny-vit", pretrained="", storage_path=str(storage_path), ray_address="",
+                 shared_storage=[str(shared)], run_name="two-node")
+    return {"train": train}
+
+
+def text_embeddings(path: Path, dim: int = 32) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((600, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    table = pa.table({"hoi": pa.array(range(600), pa.int16()), "prompt": [f"class {i}" for i in range(600)],
+                      "embedding": pa.array(emb.tolist(), pa.list_(pa.float32()))})
+    pq.write_table(schemas.conform(table, schemas.TEXT_EMBEDDINGS, "text_embeddings"), path)
+    return path
+
+
+def run_train(address: str, params: Path, inputs: dict[str, Path], out: Path, shared: Path):
+    env = ray_env() | {"RAY_ADDRESS": address, SHARED_STORAGE_ENV: str(shared)}
+    args = [sys.executable, "-m", "stages.train", "--params", str(params), "--images", str(inputs["images"]),
+            "--text-embeddings", str(inputs["text"]), "--model-out", str(out / "model"),
+            "--history", str(out / "history.csv"), "--metrics", str(out / "metrics.json")]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def train_inputs(prepared_demo, tmp_path) -> dict[str, Path]:
+    return {"images": prepared_demo / "images.parquet", "text": text_embeddings(tmp_path / "text.parquet")}
+
+
+def test_train_stage_spreads_over_two_nodes_and_checkpoints_to_shared_storage(cluster, train_inputs, tmp_path,
+                                                                              record_property):
+    shared = tmp_path / "shared"  # one filesystem for both nodes here, declared shared like an NFS mount
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(train_params(shared, shared / "ray_results")))
+    t0 = time.perf_counter()
+    done = run_train(cluster.address, params, train_inputs, tmp_path / "out", shared)
+    t_train = time.perf_counter() - t0
+    assert done.returncode == 0, done.stderr[-5000:]
+
+    info = query_cluster(cluster.address)
+    assert sorted(sum(info["nodes"].values(), [])) == ["defr_node_2", "defr_node_head"]
+    workers = [a for a in info["actors"] if a["cls"] == "RayTrainWorker"]
+    assert len(workers) == 2, info["actors"]
+    assert {tuple(info["nodes"][w["node"]]) for w in workers} == {("defr_node_head",), ("defr_node_2",)}
+
+    # The run's checkpoint is in the shared storage path, and the stage exported the model from it.
+    checkpoints = [p for p in (shared / "ray_results").rglob("checkpoint_*") if p.is_dir()]
+    assert checkpoints and any(any(c.iterdir()) for c in checkpoints)
+    assert (tmp_path / "out" / "model").is_dir() and any((tmp_path / "out" / "model").iterdir())
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["epochs"] == 1
+
+    figures = {"train_stage_s": round(t_train, 1), "checkpoints": len(checkpoints)}
+    record_property("two_node", figures)
+    print("two-node figures:", figures)
+
+
+def test_node_local_storage_path_is_refused_on_two_nodes(cluster, train_inputs, tmp_path):
+    shared = tmp_path / "shared"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(train_params(shared, tmp_path / "local_ckpt")))
+    refused = run_train(cluster.address, params, train_inputs, tmp_path / "out", shared)
+    assert refused.returncode != 0, "training ran with a node-local storage_path on a 2-node cluster"
+    assert "train.storage_path" in refused.stderr and "2 nodes" in refused.stderr, refused.stderr[-3000:]
+    assert not (tmp_path / "local_ckpt").exists() and not (tmp_path / "out" / "model").exists()

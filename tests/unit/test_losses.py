@@ -1,0 +1,97 @@
+"""LSE-Sign (paper eq. 2-4) and the Table-7 baselines against direct formulas and autograd."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline.losses import bce_loss, class_balance_weights, focal_loss, lse_sign_loss, make_loss
+
+
+def _random(b=4, c=7, seed=0, zero_frac=0.3):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(b, c, generator=g, dtype=torch.float64) * 3
+    y = torch.where(torch.rand(b, c, generator=g) < 0.5, 1.0, -1.0).double()
+    y[torch.rand(b, c, generator=g) < zero_frac] = 0
+    return s, y
+
+
+def _direct(s, y):
+    """Eq. (2) written out per image, over the classes with y != 0."""
+    out = []
+    for si, yi in zip(s, y):
+        keep = yi != 0
+        out.append(torch.log(1 + torch.exp(-yi[keep] * si[keep]).sum()))
+    return torch.stack(out).mean()
+
+
+def test_lse_sign_value_and_autograd_match_direct_formula():
+    s, y = _random()
+    s1, s2 = s.clone().requires_grad_(), s.clone().requires_grad_()
+    ours, ref = lse_sign_loss(s1, y), _direct(s2, y)
+    assert torch.allclose(ours.double(), ref, atol=1e-6)
+    ours.backward()
+    ref.backward()
+    assert torch.allclose(s1.grad, s2.grad, atol=1e-6)
+
+
+def test_lse_sign_gradient_is_the_closed_form_softmax_of_eq_3_4():
+    s, y = _random(seed=1)
+    s = s.requires_grad_()
+    lse_sign_loss(s, y).backward()
+    e = torch.exp(-y * s.detach()) * (y != 0)
+    closed = -y * e / (1 + e.sum(dim=1, keepdim=True)) / s.shape[0]  # / B: the batch mean
+    assert torch.allclose(s.grad, closed, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", [lse_sign_loss, bce_loss, focal_loss])
+def test_finite_at_extreme_logits(loss):
+    s = torch.tensor([[1e4, -1e4, 1e4, -1e4]], requires_grad=True)
+    y = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
+    value = loss(s, y)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(s.grad).all()
+    assert value.item() > 1e3  # the two wrong-signed logits dominate
+
+
+@pytest.mark.parametrize("loss", [lse_sign_loss, bce_loss, focal_loss])
+def test_target_zero_classes_contribute_nothing(loss):
+    s, y = _random(seed=2)
+    y[:, 0] = 0
+    s = s.requires_grad_()
+    base = loss(s, y)
+    base.backward()
+    assert torch.all(s.grad[:, 0] == 0)
+    s2 = s.detach().clone()
+    s2[:, 0] = torch.randn(s.shape[0]) * 1e3  # anything in an excluded column leaves the loss unchanged
+    assert torch.allclose(loss(s2, y), base.detach())
+    assert loss(s.detach(), torch.zeros_like(y)).item() == 0.0
+
+
+def test_bce_and_focal_match_direct_formulas():
+    s, y = _random(seed=3)
+    p = torch.sigmoid(s)
+    t = (y > 0).double()
+    mask = (y != 0).double()
+    bce = -(t * torch.log(p) + (1 - t) * torch.log(1 - p))
+    assert torch.allclose(bce_loss(s, y).double(), (bce * mask).sum(1).mean(), atol=1e-5)
+    p_t = torch.where(t > 0, p, 1 - p)
+    a_t = torch.where(t > 0, 0.25, 0.75)
+    focal = -a_t * (1 - p_t) ** 2 * torch.log(p_t)
+    assert torch.allclose(focal_loss(s, y).double(), (focal * mask).sum(1).mean(), atol=1e-5)
+
+
+def test_weighted_bce_balances_positive_and_negative_mass():
+    y = torch.tensor([[1.0, -1], [-1, -1], [-1, 1], [-1, 0]])
+    pw, nw = class_balance_weights(y, eps=0)
+    n_pos, n_neg = (y > 0).sum(0), (y < 0).sum(0)
+    assert torch.allclose(pw * n_pos, nw * n_neg)
+    fn = make_loss("weighted_bce", y)
+    assert torch.isfinite(fn(torch.zeros(4, 2), y))
+
+
+def test_unknown_loss_and_bad_shapes_raise():
+    with pytest.raises(ValueError, match="expected one of"):
+        make_loss("hinge")
+    with pytest.raises(ValueError, match="weighted_bce"):
+        make_loss("weighted_bce")
+    with pytest.raises(ValueError, match=r"\[B, C\]"):
+        lse_sign_loss(torch.zeros(2, 3), torch.zeros(2, 4))
