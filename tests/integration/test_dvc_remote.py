@@ -1,6 +1,7 @@
 """Team storage through a DVC remote, with DVC run for real through its CLI.
 
 In a temporary copy of the project (its own git repository) the demo pipeline runs with shrunken params;
+a second `dvc repro` runs nothing and a late stage's param re-runs only that stage and those after it;
 every stage output and the run cache are pushed to a local-directory remote; a fresh clone then
 (a) `dvc pull`s, `dvc status` reports nothing to run and `dvc repro --pull` runs nothing, and (b) without any
 dvc.lock, `dvc repro --pull` restores the stages from the pushed run cache instead of recomputing them.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,6 +126,19 @@ def test_push_clone_pull_status_and_run_cache(tmp_path, record_property):
     t_repro = time.perf_counter() - t0
     run(["git", "add", "-A"], src)
     run(["git", "commit", "-q", "-m", "demo run"], src)
+
+    # A second `dvc repro` runs nothing; a param that only a late stage reads re-runs only that stage and
+    # the stages after it.
+    again = dvc("repro", cwd=src)
+    assert "Running stage" not in again.stdout + again.stderr, again.stdout[-3000:]
+    params = yaml.safe_load((src / "params.yaml").read_text())
+    params["score_regions"]["score_power"] = 2.8
+    (src / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    partial = dvc("repro", cwd=src)
+    ran = set(re.findall(r"Running stage '([\w-]+)'", partial.stdout + partial.stderr))
+    assert ran == {"score_regions", "evaluate"}, partial.stdout[-3000:]
+    run(["git", "add", "-A"], src)
+    run(["git", "commit", "-q", "-m", "score_power 2.8"], src)
     outputs = tracked_outputs(src)
     stages = list(yaml.safe_load((src / "dvc.lock").read_text())["stages"])
     assert {"generate_demo", "prepare"} <= set(stages) and len(outputs) >= 2
