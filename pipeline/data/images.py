@@ -10,6 +10,29 @@ from tqdm import tqdm
 from pipeline import storage
 
 
+class ImageError(ValueError):
+    """An image that cannot be used; the message is the reason (for errors and rejects reports)."""
+
+
+def read_rgb(uri: str, expected: tuple[int, int] | None = None) -> Image.Image:
+    """The whole image as RGB (local path or fsspec URI), checked against the annotated (width, height).
+
+    Raises:
+        ImageError: missing, undecodable (e.g. truncated), or not the annotated size.
+    """
+    try:
+        with storage.open_file(uri) as f, Image.open(f) as im:
+            img = im.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError("missing image file") from None
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+        raise ImageError(f"cannot decode image: {type(e).__name__}: {e}") from e
+    if expected is not None and img.size != tuple(expected):
+        raise ImageError(f"image is {img.size[0]}x{img.size[1]} but the annotation says "
+                         f"{expected[0]}x{expected[1]}")
+    return img
+
+
 @dataclass
 class ImageCheck:
     uri: str

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from PIL import Image
 
-from pipeline import storage
+from pipeline.data.images import ImageError, read_rgb
 from pipeline.detection.boxes import Counts, ImageDetections, finish
 
 log = logging.getLogger(__name__)
@@ -38,16 +37,9 @@ class DetectorSpec:
 def decode(uri: str, width: int, height: int) -> tuple[np.ndarray | None, str | None]:
     """RGB uint8 array of the image, or (None, reason) when it cannot be used."""
     try:
-        with storage.open_file(uri) as f, Image.open(f) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        return None, "missing image file"
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-        return None, f"cannot decode image: {type(e).__name__}: {e}"
-    if arr.shape[:2] != (height, width):
-        return None, (f"image is {arr.shape[1]}x{arr.shape[0]} but images.parquet says {width}x{height}: "
-                      "boxes would not be in the annotated pixel frame")
-    return arr, None
+        return np.asarray(read_rgb(uri, (width, height))), None
+    except ImageError as e:  # a wrong size would put the boxes outside the annotated pixel frame
+        return None, str(e)
 
 
 class DetectActor:

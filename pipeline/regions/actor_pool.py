@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from pipeline import schemas, storage
+from pipeline import schemas
+from pipeline.data.images import ImageError, read_rgb
 
 from .pairs import PairParams, Pairs, make_pairs
 
@@ -83,17 +84,10 @@ def pairs_of_row(row: dict) -> Pairs:
 
 def load_image(uri: str, width: int, height: int):
     """The RGB PIL image; raises naming the file when it is missing, broken or not the annotated size."""
-    from PIL import Image
-
     try:
-        with storage.open_file(uri) as f, Image.open(f) as im:
-            img = im.convert("RGB")
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-        raise ValueError(f"score_regions: cannot read image {uri}: {type(e).__name__}: {e}") from e
-    if img.size != (width, height):
-        raise ValueError(f"image {uri} is {img.size[0]}x{img.size[1]} but images.parquet says "
-                         f"{width}x{height}: its boxes would not map onto the model's patches")
-    return img
+        return read_rgb(uri, (width, height))
+    except ImageError as e:  # a wrong size would put the boxes off the model's patches
+        raise ValueError(f"score_regions: cannot use image {uri}: {e}") from e
 
 
 class ScoreActor:

@@ -1,14 +1,13 @@
 """Images table -> (image tensor, target row) samples for training and validation."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pyarrow as pa
 import torch
 from PIL import Image
 
-from pipeline import storage
+from pipeline.data.images import ImageError, read_rgb
 from pipeline.data.labels import label_matrix
 
 LABEL_MAPPINGS = ("negative", "ignore", "positive")
@@ -46,13 +45,8 @@ def split_rows(images: pa.Table, split: str) -> pa.Table:
 def load_image(uri: str) -> Image.Image:
     """Reads one image (local path or fsspec URI) as RGB; raises naming the URI."""
     try:
-        if storage.is_local(uri):
-            img = Image.open(uri.removeprefix("file://"))
-        else:
-            with storage.open_file(uri) as f:
-                img = Image.open(io.BytesIO(f.read()))
-        return img.convert("RGB")
-    except (OSError, ValueError) as e:
+        return read_rgb(uri)
+    except ImageError as e:
         raise OSError(f"cannot read image {uri}: {e}") from e
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.detection.boxes import Counts, ImageDetections, finish, to_table
-from pipeline.detection.classes import class_map, coco80_names, normalize, to_coco80
+from pipeline.detection.classes import class_map, normalize, to_coco80
 from pipeline.schemas import DETECTIONS
 
 # MMDetection's CocoDataset.METAINFO["classes"] (mmdet 3.3.0), spelled with spaces.

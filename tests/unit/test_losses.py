@@ -1,5 +1,4 @@
 """LSE-Sign (paper eq. 2-4) and the Table-7 baselines against direct formulas and autograd."""
-import numpy as np
 import pytest
 import torch
 
