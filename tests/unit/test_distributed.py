@@ -21,7 +21,7 @@ def no_env(monkeypatch):
 
 
 def test_address_param_wins_over_env(no_env, monkeypatch):
-    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert resolve_address("ray://head:10001") == "ray://head:10001"
 
 
