@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     args = ap.parse_args(argv)
     stage_params.setup_logging()
-    return run(args.images, args.pairs, args.out, args.rejects, stage_params.load("detect", args.params),
-               args.ray_address)
+    p = stage_params.load("detect", args.params)
+    return run(args.images, args.pairs, args.out, args.rejects, p, args.ray_address or p.get("ray_address") or None)
 
 
 if __name__ == "__main__":

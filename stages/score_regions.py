@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     args = ap.parse_args(argv)
     stage_params.setup_logging()
-    return run(args.model, args.detections, args.images, args.out, args.plots,
-               stage_params.load("score_regions", args.params), args.ray_address)
+    p = stage_params.load("score_regions", args.params)
+    return run(args.model, args.detections, args.images, args.out, args.plots, p,
+               args.ray_address or p.get("ray_address") or None)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.data.images import ImageError, read_rgb
+from pipeline.distributed import map_with_actor_pool
 from pipeline.detection.boxes import Counts, ImageDetections, finish
 
 log = logging.getLogger(__name__)
@@ -94,23 +95,9 @@ def detection_dataset(images: pa.Table, spec: DetectorSpec, actors: int = 1, cpu
     Returns:
         (dataset, number of actors, whether they use GPUs).
     """
-    import ray
-
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
-    if use_gpu and gpus == 0:
-        raise ValueError("detect.mmdet.device is cuda but the Ray cluster has no GPU")
-    size = gpus if use_gpu else max(1, int(actors))
-    resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": cpus_per_actor}
-    cols = images.select(["image_id", "uri", "width", "height"])
-    # Blocks of one batch each, so that the pool's actors share the work from the first batch on.
-    blocks = [cols.slice(i, batch_size) for i in range(0, cols.num_rows, batch_size)]
-    ds = ray.data.from_arrow(blocks).map_batches(
-        DetectActor, batch_size=batch_size, batch_format="pyarrow",
-        fn_constructor_kwargs={"spec": asdict(spec), "device": "cuda" if use_gpu else "cpu",
-                               "threads": 1 if use_gpu else cpus_per_actor},
-        compute=ray.data.ActorPoolStrategy(size=size), **resources)
-    return ds, size, use_gpu
+    return map_with_actor_pool(images.select(["image_id", "uri", "width", "height"]), DetectActor,
+                               {"spec": asdict(spec)}, actors=actors, cpus_per_actor=cpus_per_actor,
+                               batch_size=batch_size, device=device, param="detect.mmdet.device")
 
 
 def detect_images(images: pa.Table, spec: DetectorSpec, actors: int = 1, cpus_per_actor: int = 1,

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipeline import schemas
 from pipeline.data.images import ImageError, read_rgb
+from pipeline.distributed import map_with_actor_pool
 
 from .pairs import PairParams, Pairs, make_pairs
 
@@ -123,23 +124,13 @@ def score_images(table: pa.Table, checkpoint: str, score_params, actors: int = 1
     """
     import ray
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
-    if use_gpu and gpus == 0:
-        raise ValueError("score_regions.device is cuda but the Ray cluster has no GPU")
     if table.num_rows == 0:
         return schemas.HOI_DETECTIONS.empty_table(), {"actors": 0, "device": "none"}
-    size = min(gpus if use_gpu else max(1, int(actors)), -(-table.num_rows // batch_size))
-    resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": cpus_per_actor}
+    ds, size, use_gpu = map_with_actor_pool(
+        table, ScoreActor, {"checkpoint": checkpoint, "score_params": dataclasses.asdict(score_params)},
+        actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch_size, device=device,
+        param="score_regions.device")
     log.info("scoring %d images with %d %s actor(s)", table.num_rows, size, "GPU" if use_gpu else "CPU")
-    # Blocks of one batch each, so that every actor of the pool gets work from the first batch on.
-    blocks = [table.slice(i, batch_size) for i in range(0, table.num_rows, batch_size)]
-    ds = ray.data.from_arrow(blocks).map_batches(
-        ScoreActor, batch_size=batch_size, batch_format="pyarrow",
-        fn_constructor_kwargs={"checkpoint": checkpoint, "score_params": dataclasses.asdict(score_params),
-                               "device": "cuda" if use_gpu else "cpu",
-                               "threads": 1 if use_gpu else cpus_per_actor},
-        compute=ray.data.ActorPoolStrategy(size=size), **resources)
     parts = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
     out = pa.concat_tables(parts) if parts else schemas.HOI_DETECTIONS.empty_table()
     out = schemas.conform(out, schemas.HOI_DETECTIONS, "hoi_detections")
