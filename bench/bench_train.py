@@ -26,7 +26,8 @@ def _demo(work: Path, n_train: int) -> Path:
               "prepare": {"root": str(work / "raw"), "hico_anno": "anno.mat",
                           "hicodet_train": "instances_train2015.json", "hicodet_test": "instances_test2015.json",
                           "train_images": "images/train2015", "test_images": "images/test2015",
-                          "val_fraction": 0.1, "seed": 0, "check_images": True, "workers": 2}}
+                          "val_fraction": 0.1, "seed": 0, "check_images": True},
+              "placement": {"prepare": {"workers": 2}}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     generate_demo.main(["--params", str(work / "params.yaml"), "--out", str(work / "raw")])
     prepare.main(["--params", str(work / "params.yaml"), "--out", str(work / "prepared")])
@@ -37,8 +38,8 @@ def _text(prepared: Path, work: Path) -> Path:
     """The demo pipeline's own language embeddings (MiniLM prompts, params.yaml embed_text)."""
     from stages import embed_text
 
-    section = yaml.safe_load(Path("params.yaml").read_text())["embed_text"] | {"cache": ""}
-    (work / "embed.yaml").write_text(yaml.safe_dump({"embed_text": section}))
+    section = yaml.safe_load(Path("params.yaml").read_text())["embed_text"]
+    (work / "embed.yaml").write_text(yaml.safe_dump({"embed_text": section, "placement": {"embed_text": {"cache": ""}}}))
     out = work / "text_embeddings.parquet"
     embed_text.main(["--params", str(work / "embed.yaml"), "--classes", str(prepared / "classes.parquet"),
                      "--out", str(out), "--plots", str(work / "plots")])
@@ -100,20 +101,22 @@ def main() -> None:
 def _ray_overhead(prepared: Path, work: Path, size: int) -> None:
     from pipeline.model import ModelConfig
     from pipeline.training.local import fit_local
+    from pipeline.training.runs import read_text_embeddings
     from stages import train
 
     text = work / "emb.parquet"
     from tests.integration.test_train_stage import write_text_embeddings  # structured stand-in, no MiniLM load
     write_text_embeddings(prepared, text)
-    emb, _ = train.read_text_embeddings(str(text), 600)
-    p = yaml.safe_load(Path("params.yaml").read_text())["train"] | {"epochs": 2, "storage_path": str(work / "runs"),
-                                                                   "min_per_class": 1}
-    recipe = {k: p[k] for k in train.RECIPE_KEYS}
+    emb, _ = read_text_embeddings(str(text), 600)
+    project = yaml.safe_load(Path("params.yaml").read_text())
+    p = project["train"] | {"epochs": 2, "min_per_class": 1}
+    place = project["placement"]["train"] | {"storage_path": str(work / "runs")}
+    recipe = {k: p[k] for k in train.RECIPE_KEYS} | {"loader_workers": place["loader_workers"]}
     images = storage.read_parquet(prepared / "images.parquet")
     start = time.perf_counter()
     _, hist = fit_local(images, emb, ModelConfig(image_size=size), recipe)
     plain = time.perf_counter() - start
-    (work / "p.yaml").write_text(yaml.safe_dump({"train": p}))
+    (work / "p.yaml").write_text(yaml.safe_dump({"train": p, "placement": {"train": place}}))
     start = time.perf_counter()
     m = train.main(["--params", str(work / "p.yaml"), "--images", str(prepared / "images.parquet"),
                     "--text-embeddings", str(text), "--model-out", str(work / "model"),
@@ -130,6 +133,7 @@ def ablation(epochs: int = 8, n_train: int = 1800) -> None:
     """The demo ablation (language vs random init, LSE-Sign vs BCE), single process, same data and seed."""
     from pipeline.model import ModelConfig
     from pipeline.training.local import fit_local
+    from pipeline.training.runs import read_text_embeddings
     from stages import train
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
@@ -137,12 +141,12 @@ def ablation(epochs: int = 8, n_train: int = 1800) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = _demo(work, n_train)
-        emb, meta = train.read_text_embeddings(str(_text(prepared, work)), 600)
+        emb, meta = read_text_embeddings(str(_text(prepared, work)), 600)
         images = storage.read_parquet(prepared / "images.parquet")
         print(f"| init | loss | val mAP by epoch ({epochs} epochs, {p['image_size']}px) | best | shuffled-label |")
         print("|---|---|---|---|---|")
         for init, loss in (("text", "lse_sign"), ("random", "lse_sign"), ("text", "bce"), ("random", "bce")):
-            recipe = {k: p[k] for k in train.RECIPE_KEYS} | {"loss": loss}
+            recipe = {k: p[k] for k in train.RECIPE_KEYS} | {"loss": loss, "loader_workers": 0}
             cfg = ModelConfig(model_name=p["model"], image_size=p["image_size"], gamma=p["gamma"], init=init,
                               text_dim=emb.shape[1])
             _, h = fit_local(images, emb if init == "text" else None, cfg, recipe)

@@ -20,3 +20,17 @@ def register_project_configs() -> tuple[str, ...]:
     for name in TINY_MODELS:
         open_clip.add_model_config(str(folder.joinpath(f"{name}.json")))
     return TINY_MODELS
+
+
+@lru_cache(maxsize=1)
+def known_model_names() -> tuple[str, ...]:
+    """open_clip's model config names plus the project's tiny ones, read from the JSON files without
+    importing open_clip (and torch): params are checked in milliseconds. Empty when open_clip is absent."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model_configs"
+    return tuple(sorted({p.stem for p in folder.glob("*.json")} | set(TINY_MODELS)))

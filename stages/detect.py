@@ -3,12 +3,13 @@
 Laptop (inside .venv):
     python -m stages.detect --images data/prepared/images.parquet --pairs data/prepared/pairs.parquet \
         --out data/detections.parquet --rejects data/detect_rejects.parquet
-Cluster: the same command with RAY_ADDRESS=ray://<head>:10001 (or --ray-address, or `dvc repro detect` on
-the head node); backend ``mmdet`` then runs one detector per GPU of the cluster (a CPU actor pool
-without GPUs). Images and checkpoints may be fsspec URIs (s3://, gs://) readable by every node.
+Cluster: the same command with RAY_ADDRESS=ray://<head>:10001 (or ``placement.ray_address``, --ray-address,
+or `dvc repro detect` on the head node); backend ``mmdet`` then runs one detector per GPU of the cluster (a
+CPU actor pool without GPUs: ``placement.detect``). Images and checkpoints may be fsspec URIs (s3://,
+gs://) readable by every node.
 
 Reads params.yaml ``detect``: backend (mmdet | precomputed | oracle), split, score_floor, max_per_image
-and the chosen backend's subsection. The demo default, ``oracle``, perturbs ground-truth boxes: DEMO ONLY,
+and the chosen backend's subsection; ``placement.detect`` for the actor pool. The demo default, ``oracle``, perturbs ground-truth boxes: DEMO ONLY,
 its output metadata says so. Writes ``detections`` Parquet (image_id, box xyxy original pixels, label
 COCO-80 with person = 0, score; metadata: backend, counts) and a rejects report of the images that could
 not be used (undecodable, missing detection file...); the stage continues past them.
@@ -29,14 +30,7 @@ log = logging.getLogger("stages.detect")
 BACKENDS = ("mmdet", "precomputed", "oracle")
 
 
-def _section(p: dict, key: str) -> dict:
-    sub = p.get(key)
-    if not isinstance(sub, dict):
-        raise KeyError(f"params.yaml: detect.{key} is missing (needed by detect.backend: {key})")
-    return sub
-
-
-def _mmdet(images, p: dict, ray_address: str | None):
+def _mmdet(images, p: dict, where: dict):
     try:
         import mmdet.apis  # noqa: F401
     except ImportError as e:
@@ -45,19 +39,19 @@ def _mmdet(images, p: dict, ray_address: str | None):
     from pipeline.detection.actor_pool import DetectorSpec, detect_images
     from pipeline.distributed import init_ray
 
-    m = _section(p, "mmdet")
-    spec = DetectorSpec(config=str(m["config"]), checkpoint=str(m.get("checkpoint") or ""),
-                        test_scale=m.get("test_scale") or None,
-                        trusted_checkpoint=bool(m.get("trusted_checkpoint", False)),
-                        allow_unmapped_classes=bool(m.get("allow_unmapped_classes", False)),
-                        seed=int(m.get("seed", 0)), score_floor=float(p["score_floor"]),
-                        max_per_image=int(p["max_per_image"]))
+    m = p["mmdet"]
+    checkpoint = stage_params.named_file(m["checkpoint"])
     # Fail here, with the parameter's name, rather than inside every Ray actor.
-    if not spec.checkpoint:
-        raise ValueError("params.yaml detect.mmdet.checkpoint is empty: give a checkpoint path or URI "
-                         "(or 'random' for random weights, tests and demos only)")
-    if spec.checkpoint != "random" and not storage.exists(spec.checkpoint):
-        raise FileNotFoundError(f"params.yaml detect.mmdet.checkpoint: {spec.checkpoint} does not exist")
+    if bool(checkpoint) == bool(m["random_weights"]):
+        raise ValueError("params.yaml detect.mmdet: give a checkpoint (path or URI) or random_weights: true "
+                         f"(tests and demos only), not {'both' if checkpoint else 'neither'}")
+    if checkpoint and not storage.exists(checkpoint):
+        raise FileNotFoundError(f"params.yaml detect.mmdet.checkpoint: {checkpoint} does not exist")
+    spec = DetectorSpec(config=stage_params.named_file(m["config_file"]) or m["config"],
+                        checkpoint=checkpoint or "random", test_scale=m["test_scale"] or None,
+                        trusted_checkpoint=m["trusted_checkpoint"],
+                        allow_unmapped_classes=m["allow_unmapped_classes"], seed=m["seed"],
+                        score_floor=float(p["score_floor"]), max_per_image=int(p["max_per_image"]))
     from pipeline.detection.mmdet_backend import MMDetDetector
 
     # Build the detector once here: a bad config, checkpoint or class set fails now with its message,
@@ -67,10 +61,10 @@ def _mmdet(images, p: dict, ray_address: str | None):
                           allow_unmapped_classes=spec.allow_unmapped_classes, seed=spec.seed)
     config, classes_source = str(probe.config_path), probe.classes_source
     del probe
-    init_ray(ray_address)
+    init_ray(where["ray_address"] or None)
     dets, rejects, counts = detect_images(
-        images, spec, actors=int(m.get("actors", 1)), cpus_per_actor=int(m.get("cpus_per_actor", 1)),
-        batch_size=int(m.get("batch_size", 8)), device=str(m.get("device", "auto")))
+        images, spec, actors=where["actors"], cpus_per_actor=where["cpus_per_actor"],
+        batch_size=where["batch_size"], device=where["device"])
     meta = {"config": config, "checkpoint": spec.checkpoint, "test_scale": spec.test_scale,
             "classes_from": classes_source, **counts}
     if spec.checkpoint == "random":
@@ -81,18 +75,21 @@ def _mmdet(images, p: dict, ray_address: str | None):
 def _precomputed(images, p: dict):
     from pipeline.detection.precomputed import read_precomputed
 
-    q = _section(p, "precomputed")
-    dets, rejects, extra = read_precomputed(str(q.get("format", "hico_json")), str(q.get("path") or ""),
-                                            images, str(q.get("label_space", "hico80")))
+    q = p["precomputed"]
+    path = stage_params.named_file(q["path"])
+    if not path:
+        raise ValueError(f"params.yaml detect.precomputed.path is {stage_params.NO_FILE} (no file): give the "
+                         "directory of per-image JSON files or the detections table (detect.backend: precomputed)")
+    dets, rejects, extra = read_precomputed(q["format"], path, images, q["label_space"])
     counts = Counts()
     dets = [finish(d, w, h, float(p["score_floor"]), int(p["max_per_image"]), counts)
             for d, w, h in _sizes(dets, images)]
-    return dets, rejects, {"path": q.get("path"), "format": q.get("format"),
-                           "label_space": q.get("label_space"), **counts.as_dict(), **extra}
+    return dets, rejects, {"path": path, "format": q["format"], "label_space": q["label_space"],
+                           **counts.as_dict(), **extra}
 
 
 def _oracle(images, pairs_path: str, p: dict):
-    o = _section(p, "oracle")
+    o = p["oracle"]
     cfg = oracle.OracleConfig(seed=int(o["seed"]), jitter=float(o["jitter"]), drop_rate=float(o["drop_rate"]),
                               false_positives=float(o["false_positives"]))
     pairs = storage.read_parquet(pairs_path)
@@ -112,11 +109,13 @@ def _sizes(dets, images):
 
 
 def run(images_path: str, pairs_path: str, out_path: str, rejects_path: str, p: dict,
-        ray_address: str | None = None) -> dict:
-    """Detects (or imports) the boxes of the ``split`` images; returns the metadata written."""
-    missing = [k for k in ("backend", "split", "score_floor", "max_per_image") if k not in p]
-    if missing:
-        raise KeyError(f"params.yaml: detect is missing {missing}")
+        where: dict | None = None) -> dict:
+    """Detects (or imports) the boxes of the ``split`` images; returns the metadata written.
+
+    Args:
+        p: the validated ``detect`` params; ``where``: ``placement.detect`` plus ``ray_address``.
+    """
+    where = where or {"ray_address": "", "batch_size": 8, "actors": 1, "cpus_per_actor": 1, "device": "auto"}
     backend = p["backend"]
     if backend not in BACKENDS:
         raise ValueError(f"params.yaml detect.backend must be one of {BACKENDS}, got {backend!r}")
@@ -127,7 +126,7 @@ def run(images_path: str, pairs_path: str, out_path: str, rejects_path: str, p: 
         raise ValueError(f"{images_path} has no images of split {p['split']!r} (params.yaml detect.split)")
     log.info("backend %s on %d %s images", backend, images.num_rows, p["split"])
     if backend == "mmdet":
-        dets, rejects, extra = _mmdet(images, p, ray_address)
+        dets, rejects, extra = _mmdet(images, p, where)
     elif backend == "precomputed":
         dets, rejects, extra = _precomputed(images, p)
     else:
@@ -158,8 +157,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     args = ap.parse_args(argv)
     stage_params.setup_logging()
-    p = stage_params.load("detect", args.params)
-    return run(args.images, args.pairs, args.out, args.rejects, p, args.ray_address or p.get("ray_address") or None)
+    where = stage_params.placement("detect", args.params)
+    if args.ray_address:
+        where["ray_address"] = args.ray_address
+    return run(args.images, args.pairs, args.out, args.rejects, stage_params.load("detect", args.params), where)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ Laptop (inside .venv; HF_HUB_OFFLINE=1 as the Makefile sets it):
     python -m stages.embed_text --classes data/prepared/classes.parquet \
         --out data/text_embeddings.parquet --plots plots/embeddings
 Cluster: the same command on the head node (or `dvc repro embed_text`); 600 prompts take seconds, so the
-stage does not distribute work, it uses the node's GPU when one is visible. Point ``embed_text.cache`` at
+stage does not distribute work, it uses the node's GPU when one is visible. Point ``placement.embed_text.cache`` at
 a team bucket (s3://..., gs://...) to share embeddings between colleagues and runs.
 
-Reads params.yaml ``embed_text``: backend, model, pretrained, pooling, template, no_interaction_template,
-prompts_file, cache, batch_size. Writes ``text_embeddings`` Parquet (hoi, prompt, embedding; schema
-metadata: model id, backend, template, dim, content hash) and t-SNE PNGs of the embeddings.
+Reads params.yaml ``embed_text`` (backend, model, pretrained, model_file, pooling, template,
+no_interaction_template, prompts_file) and ``placement.embed_text`` (batch_size, cache). Writes
+``text_embeddings`` Parquet (hoi, prompt, embedding; schema metadata: model id, backend, template, dim,
+content hash) and t-SNE PNGs of the embeddings.
 """
 from __future__ import annotations
 
@@ -27,8 +28,6 @@ from pipeline.vocab import hico_vocabulary
 from stages import params as stage_params
 
 log = logging.getLogger("stages.embed_text")
-KEYS = ("backend", "model", "pretrained", "pooling", "template", "no_interaction_template",
-        "prompts_file", "cache", "batch_size")
 
 
 def read_hois(classes_path: str) -> list[int]:
@@ -45,28 +44,47 @@ def read_hois(classes_path: str) -> list[int]:
     return hois
 
 
-def run(classes_path: str, out_path: str, plots_dir: str, p: dict) -> dict:
-    """Embeds the prompts of every class and writes the artifacts; returns the metadata written."""
-    missing = [k for k in KEYS if k not in p]
-    if missing:
-        raise KeyError(f"params.yaml: embed_text is missing {missing}")
+def model_choice(p: dict) -> tuple[str, str]:
+    """(model, pretrained) for the encoder factory: ``model_file`` replaces the download it names."""
+    model, pretrained, model_file = p["model"], p["pretrained"], stage_params.named_file(p["model_file"])
+    if not model_file:
+        return model, pretrained
+    if p["backend"] != "open_clip":
+        return model_file, pretrained
+    if pretrained:
+        raise stage_params.ParamsError(f"params.yaml: embed_text.pretrained = {pretrained!r} and "
+                                       f"embed_text.model_file = {model_file!r}: give one of them")
+    return model, model_file
+
+
+def run(classes_path: str, out_path: str, plots_dir: str, p: dict, where: dict | None = None) -> dict:
+    """Embeds the prompts of every class and writes the artifacts; returns the metadata written.
+
+    Args:
+        p: the validated ``embed_text`` params; ``where``: ``placement.embed_text`` (batch_size, cache).
+    """
+    where = where or {"batch_size": 256, "cache": ""}
     hois = read_hois(classes_path)
+    prompts_file = stage_params.named_file(p["prompts_file"])
     try:
-        prompts = class_prompts(hois, p["template"], p["no_interaction_template"], p["prompts_file"] or "")
-        encoder = text_encoder(p["backend"], p["model"] or "", p["pretrained"] or "", p["pooling"] or "cls")
-        cache = EmbeddingCache(p["cache"]) if p["cache"] else None
+        prompts = class_prompts(hois, p["template"], p["no_interaction_template"], prompts_file)
+        encoder = text_encoder(p["backend"], *model_choice(p), p["pooling"] or "cls")
     except (ValueError, FileNotFoundError) as e:
         raise type(e)(f"params.yaml embed_text.{e}") from e
-    emb, key, hit = embed_prompts(encoder, prompts, cache, batch_size=int(p["batch_size"]))
+    try:
+        cache = EmbeddingCache(where["cache"]) if where["cache"] else None
+    except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"params.yaml placement.embed_text.{e}") from e
+    emb, key, hit = embed_prompts(encoder, prompts, cache, batch_size=int(where["batch_size"]))
     log.info("%d prompts -> %s embeddings (%s)", len(prompts), emb.shape,
              "cache hit" if hit else "computed")
     vocab = hico_vocabulary()
     metadata = {
         "model_id": encoder.model_id, "backend": encoder.backend, "model": encoder.model,
         "pretrained": encoder.pretrained, "pooling": encoder.pooling,
-        "template": "" if p["prompts_file"] else p["template"],
-        "no_interaction_template": "" if p["prompts_file"] else p["no_interaction_template"],
-        "prompts_file": p["prompts_file"] or "", "dim": str(emb.shape[1]), "content_hash": key,
+        "template": "" if prompts_file else p["template"],
+        "no_interaction_template": "" if prompts_file else p["no_interaction_template"],
+        "prompts_file": prompts_file, "dim": str(emb.shape[1]), "content_hash": key,
         "demo_random_init": str(encoder.random_init).lower(),
     }
     table = pa.table({"hoi": pa.array(hois, pa.int16()), "prompt": pa.array(prompts, pa.string()),
@@ -87,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", required=True, help="directory for the t-SNE PNGs")
     args = ap.parse_args(argv)
     stage_params.setup_logging()
-    meta = run(args.classes, args.out, args.plots, stage_params.load("embed_text", args.params))
+    meta = run(args.classes, args.out, args.plots, stage_params.load("embed_text", args.params),
+               stage_params.placement("embed_text", args.params))
     log.info("wrote %s (%s, dim %s, hash %s)", args.out, meta["model_id"], meta["dim"],
              meta["content_hash"][:12])
     return 0

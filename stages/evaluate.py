@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     P.setup_logging()
     cfg = P.load("evaluate", args.params)
-    do_cls = bool(P.require(cfg, "classification", "evaluate"))
-    do_det = bool(P.require(cfg, "detection", "evaluate"))
-    wanted = [int(h) for h in (cfg.get("pr_classes") or [])]
+    do_cls, do_det, wanted = cfg["classification"], cfg["detection"], cfg["pr_classes"]
     if any(not 0 <= h < 600 for h in wanted):
         raise ValueError(f"params.yaml evaluate.pr_classes {wanted}: HOI ids must lie in [0, 600)")
 

@@ -21,9 +21,8 @@ def main(argv: list[str] | None = None) -> dict:
     P.setup_logging()
     cfg = P.load("demo", args.params)
     with storage.atomic_path(args.out) as tmp:
-        summary = generate(tmp, hico_vocabulary(), n_train=int(cfg["n_train"]), n_test=int(cfg["n_test"]),
-                           seed=int(cfg["seed"]), image_size=tuple(cfg["image_size"]),
-                           zipf=float(cfg.get("zipf", 2.0)))
+        summary = generate(tmp, hico_vocabulary(), n_train=cfg["n_train"], n_test=cfg["n_test"],
+                           seed=cfg["seed"], image_size=tuple(cfg["image_size"]), zipf=float(cfg["zipf"]))
     print(json.dumps({k: v for k, v in summary.items() if k != "scenes"}))
     return summary
 

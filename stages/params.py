@@ -1,29 +1,284 @@
-"""Reading params.yaml for the stages (the library never reads it)."""
+"""Reading params.yaml for the stages, checked against the one schema (stages/schema.py) before any work.
+
+The library never reads params.yaml; each stage calls :func:`load` for its result params and
+:func:`placement` for where and how fast it runs. Both validate in the driver, in milliseconds, before
+Ray starts: types, ranges, allowed names (with a did-you-mean), unknown keys (with the closest known
+key). A configuration error is a :class:`ParamsError` that names the key, the value and what is allowed.
+"""
 from __future__ import annotations
 
 import argparse
-import logging
+import difflib
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
+REQUIRED = object()
+# The value of a file param that names no file: DVC dependencies cannot be empty, so an unused file
+# param points at this committed, empty file (inputs/README.md).
+NO_FILE = "inputs/none"
 
-def load(section: str, path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Returns one section of params.yaml; raises naming the file and section when absent."""
+
+class ParamsError(ValueError):
+    """A params.yaml value that the schema refuses; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One key of the schema.
+
+    Attributes:
+        kind: "int", "float", "bool", "str", "list" or "any".
+        default: the value when the key is absent (REQUIRED: the key must be given).
+        choices: allowed values (a did-you-mean is offered for strings).
+        low, high: inclusive bounds for numbers (and for list lengths with kind "list").
+        positive: numbers must be > 0 (for bounds that are exclusive at 0).
+        items: the Param every list item must satisfy.
+        length: exact list length.
+        file: the value names a file or folder the stage reads (a DVC dependency of that stage);
+            ``inputs/none`` means none.
+        check: extra check of the value; returns a problem description or None.
+        doc: what the key does (shown in errors and in docs/params.md).
+    """
+
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    positive: bool = False
+    items: "Param | None" = None
+    length: int | None = None
+    file: bool = False
+    check: Callable[[Any], str | None] | None = None
+    doc: str = ""
+
+
+Schema = dict  # key -> Param | Schema (a nested section)
+
+
+def _kind_ok(kind: str, value: Any) -> bool:
+    if kind == "any":
+        return True
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "list":
+        return isinstance(value, list)
+    raise ValueError(f"schema error: unknown kind {kind!r}")
+
+
+KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+              "list": "a list", "any": "any value"}
+
+
+def _describe(p: Param) -> str:
+    parts = [KIND_NAMES[p.kind]]
+    if p.choices:
+        parts = [f"one of {', '.join(map(str, p.choices))}"]
+    if p.positive:
+        parts.append("> 0")
+    if p.low is not None and p.high is not None:
+        parts.append(f"in [{p.low}, {p.high}]" if p.kind != "list" else f"with {p.low}..{p.high} items")
+    elif p.low is not None:
+        parts.append(f">= {p.low}" if p.kind != "list" else f"with at least {p.low} items")
+    elif p.high is not None:
+        parts.append(f"<= {p.high}")
+    if p.length is not None:
+        parts.append(f"of {p.length} items")
+    if p.items is not None:
+        parts.append(f"each {_describe(p.items)}")
+    return " ".join(parts)
+
+
+def check_value(key: str, value: Any, p: Param) -> str | None:
+    """The problem with ``value`` for key ``key``, or None when it is allowed."""
+    def problem(what: str) -> str:
+        return f"{key} = {value!r}: {what}" + (f" ({p.doc})" if p.doc else "")
+
+    if not _kind_ok(p.kind, value):
+        return problem(f"expected {_describe(p)}")
+    if p.choices and value not in p.choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in p.choices], n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return problem(f"expected one of {', '.join(map(str, p.choices))}{hint}")
+    number = len(value) if p.kind == "list" else value
+    if p.kind in ("int", "float", "list"):
+        if p.positive and number <= 0:
+            return problem(f"expected {_describe(p)}")
+        if (p.low is not None and number < p.low) or (p.high is not None and number > p.high):
+            return problem(f"expected {_describe(p)}")
+    if p.length is not None and len(value) != p.length:
+        return problem(f"expected {_describe(p)}")
+    if p.items is not None:
+        for i, item in enumerate(value):
+            found = check_value(f"{key}[{i}]", item, p.items)
+            if found:
+                return found
+    if p.file and (not isinstance(value, str) or not value.strip()):
+        return problem(f"expected a path or URI, or {NO_FILE} for none (DVC dependencies cannot be empty)")
+    if p.check is not None:
+        found = p.check(value)
+        if found:
+            return problem(found)
+    return None
+
+
+def validate(values: Any, schema: Schema, prefix: str, moved: dict[str, str] | None = None) -> tuple[dict, list[str]]:
+    """Checks ``values`` against ``schema``; returns (values with defaults filled in, problems).
+
+    Args:
+        values: the section as read from YAML.
+        schema: key -> Param or nested schema.
+        prefix: the dotted name of the section (for messages), e.g. ``train``.
+        moved: full dotted key -> where it lives now (refused with that hint).
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        return {}, [f"{prefix} = {values!r}: expected a mapping of keys"]
+    out, problems = {}, []
+    for key, value in values.items():
+        full = f"{prefix}.{key}"
+        if key not in schema:
+            if moved and full in moved:
+                problems.append(f"{full}: this key moved to {moved[full]} (where and how fast a stage runs "
+                                "is not a param of its result: docs/params.md)")
+                continue
+            close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
+            hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
+            problems.append(f"{full}: unknown key{hint} (known: {', '.join(schema)})")
+            continue
+        spec = schema[key]
+        if isinstance(spec, dict):
+            out[key], sub = validate(value, spec, full, moved)
+            problems += sub
+            continue
+        found = check_value(full, value, spec)
+        if found:
+            problems.append(found)
+        out[key] = value
+    for key, spec in schema.items():
+        if key in out or key in values:
+            continue
+        if isinstance(spec, dict):
+            out[key], sub = validate({}, spec, f"{prefix}.{key}", moved)
+            problems += sub
+        elif spec.default is REQUIRED:
+            problems.append(f"{prefix}.{key} is missing: expected {_describe(spec)}" +
+                            (f" ({spec.doc})" if spec.doc else ""))
+        else:
+            out[key] = spec.default
+    return out, problems
+
+
+def read_file(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The whole params file; raises naming the file when it is absent or not YAML."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run stages from the project root")
-    params = yaml.safe_load(path.read_text()) or {}
+        raise FileNotFoundError(f"{path} not found: run stages from the project root (or pass --params)")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    return params
+
+
+def _raise(path: str | Path, problems: list[str]) -> None:
+    if problems:
+        raise ParamsError(f"{path}: " + ("\n  ".join([""] + problems) if len(problems) > 1 else problems[0]))
+
+
+def load(section: str, path: str | Path = "params.yaml") -> dict[str, Any]:
+    """One section of params.yaml, validated against the schema, defaults filled in.
+
+    Raises:
+        ParamsError: naming each key that is unknown, missing, of the wrong type or out of range.
+    """
+    from stages.schema import MOVED, SECTIONS
+
+    params = read_file(path)
     if section not in params:
-        raise KeyError(f"{path} has no section {section!r}")
-    return params[section]
+        raise ParamsError(f"{path} has no section {section!r}")
+    values, problems = validate(params[section], SECTIONS[section], section, MOVED)
+    _raise(path, problems)
+    return values
 
 
-def require(params: dict[str, Any], key: str, section: str) -> Any:
-    if key not in params:
-        raise KeyError(f"params.yaml: {section}.{key} is missing")
-    return params[key]
+def placement(stage: str, path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Where and how fast ``stage`` runs: ``placement.<stage>`` plus the shared keys (``ray_address``, ...).
+
+    ``placement`` is listed by no stage in dvc.yaml: changing it re-runs nothing. Absent keys take their
+    defaults, so a params file without the section runs on a local Ray with the defaults.
+    """
+    from stages.schema import PLACEMENT
+
+    raw = read_file(path).get("placement") or {}
+    values, problems = validate(raw, PLACEMENT, "placement")
+    _raise(path, problems)
+    shared = {k: v for k, v in values.items() if not isinstance(PLACEMENT[k], dict)}
+    return {**shared, **values.get(stage, {})}
+
+
+def validate_file(path: str | Path = "params.yaml") -> list[str]:
+    """Every problem of the whole params file (all sections; unknown sections too)."""
+    from stages.schema import MOVED, PLACEMENT, SECTIONS
+
+    params = read_file(path)
+    problems = []
+    for name, values in params.items():
+        if name == "placement":
+            problems += validate(values, PLACEMENT, "placement")[1]
+        elif name in SECTIONS:
+            problems += validate(values, SECTIONS[name], name, MOVED)[1]
+        else:
+            close = difflib.get_close_matches(name, [*SECTIONS, "placement"], n=1)
+            problems.append(f"{name}: unknown section" + (f"; did you mean {close[0]}?" if close else ""))
+    return problems
+
+
+def result_keys(section: str) -> list[str]:
+    """The dotted keys of a section (every one changes the stage's outputs: dvc.yaml lists them)."""
+    from stages.schema import SECTIONS
+
+    def walk(schema: Schema, prefix: str):
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                yield from walk(spec, f"{prefix}.{key}")
+            else:
+                yield f"{prefix}.{key}"
+
+    return list(walk(SECTIONS[section], section))
+
+
+def file_keys(section: str) -> list[str]:
+    """The dotted keys of a section whose values name files the stage reads (its DVC dependencies)."""
+    from stages.schema import SECTIONS
+
+    out = []
+    for key in result_keys(section):
+        spec: Any = SECTIONS[section]
+        for part in key.split(".")[1:]:
+            spec = spec[part]
+        if spec.file:
+            out.append(key)
+    return out
+
+
+def named_file(value: str) -> str:
+    """A file param's value, or "" when it names no file (``inputs/none``)."""
+    value = str(value or "").strip()
+    return "" if value in ("", NO_FILE) or os.path.normpath(value) == NO_FILE else value
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -33,4 +288,6 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def setup_logging() -> None:
+    import logging
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

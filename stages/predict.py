@@ -3,8 +3,8 @@
 Laptop (local Ray):
     python -m stages.predict --images data/prepared/images.parquet --model models/defr \
         --out data/image_scores.parquet
-Cluster: the same command with ``predict.ray_address`` (or RAY_ADDRESS) set; ``predict.actors`` model
-replicas, ``predict.gpus_per_actor: 1`` for one model per GPU.
+Cluster: the same command with ``placement.ray_address`` (or RAY_ADDRESS) set: one model per GPU of the
+cluster (``placement.predict.device: auto``), or ``placement.predict.actors`` CPU replicas without GPUs.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     P.setup_logging()
-    p = P.load("predict", args.params)
+    p, where = P.load("predict", args.params), P.placement("predict", args.params)
 
     from pipeline.batch_inference import predict_scores
     from pipeline.distributed import init_ray
@@ -35,11 +35,15 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_checkpoint(args.model)  # fail fast, in the driver, on a bad checkpoint
     cfg = model.config
     del model
-    images = split_rows(storage.absolute_uris(storage.read_parquet(args.images)), P.require(p, "split", "predict"))
-    init_ray(p.get("ray_address") or None)
+    images = split_rows(storage.absolute_uris(storage.read_parquet(args.images)), p["split"])
+    ray = init_ray(where["ray_address"] or None)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    use_gpu = where["device"] == "cuda" or (where["device"] == "auto" and gpus > 0)
+    if use_gpu and not gpus:
+        raise ValueError("params.yaml placement.predict.device is cuda but the Ray cluster has no GPU")
     table = predict_scores(images, str(Path(args.model).resolve()) if storage.is_local(args.model) else args.model,
-                           cfg.image_size, int(p["batch_size"]), int(p["actors"]), float(p["gpus_per_actor"]),
-                           float(p.get("cpus_per_actor", 1)))
+                           cfg.image_size, where["batch_size"], gpus if use_gpu else where["actors"],
+                           1.0 if use_gpu else 0.0, where["cpus_per_actor"])
     if table.num_rows != images.num_rows:
         raise RuntimeError(f"scored {table.num_rows} of {images.num_rows} images")
     meta = {"model": cfg.model_name, "text_model": cfg.text_model, "image_size": cfg.image_size,

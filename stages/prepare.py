@@ -27,13 +27,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     P.setup_logging()
     cfg = P.load("prepare", args.params)
-    src = Sources(root=str(cfg["root"]), hico_anno=cfg.get("hico_anno") or "",
-                  hicodet_train=cfg.get("hicodet_train") or "", hicodet_test=cfg.get("hicodet_test") or "",
-                  train_images=cfg.get("train_images", "images/train2015"),
-                  test_images=cfg.get("test_images", "images/test2015"))
-    out = prepare_dataset(src, hico_vocabulary(), val_fraction=float(cfg.get("val_fraction", 0.1)),
-                          seed=int(cfg.get("seed", 0)), decode_images=bool(cfg.get("check_images", True)),
-                          workers=int(cfg.get("workers", 8)))
+    where = P.placement("prepare", args.params)
+    src = Sources(root=str(cfg["root"]), hico_anno=cfg["hico_anno"], hicodet_train=cfg["hicodet_train"],
+                  hicodet_test=cfg["hicodet_test"], train_images=cfg["train_images"],
+                  test_images=cfg["test_images"])
+    out = prepare_dataset(src, hico_vocabulary(), val_fraction=cfg["val_fraction"], seed=cfg["seed"],
+                          decode_images=cfg["check_images"], workers=where["workers"])
     meta = {"source_root": src.root, "demo_only": "data/demo" in src.root}
     with storage.atomic_path(args.out) as tmp:
         tmp.mkdir()

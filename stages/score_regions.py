@@ -7,7 +7,8 @@ Cluster: the same command with RAY_ADDRESS=ray://<head>:10001 (or --ray-address,
 score_regions` on the head node): one scoring actor per GPU of the cluster (a CPU actor pool without
 GPUs). The model directory and image URIs may be fsspec URIs readable by every node.
 
-Reads params.yaml ``score_regions`` (pair generation, masking, score formula, pool size, attention plots).
+Reads params.yaml ``score_regions`` (pair generation, masking, score formula, attention plots) and
+``placement.score_regions`` (the actor pool).
 Writes ``hoi_detections`` Parquet (image_id, hoi, human_box, object_box, score; boxes in original pixels;
 metadata: params, counts of pairs and rejected boxes) and, for ``attention_maps`` images, PNGs of the
 last block's CLS attention without and with the top pair's mask (paper Fig. 4). Images without pairs
@@ -28,15 +29,9 @@ from pipeline.regions.scorer import ScoreParams
 from stages import params as stage_params
 
 log = logging.getLogger("stages.score_regions")
-KEYS = ("split", "score_threshold", "nms_threshold", "max_humans", "max_objects", "masked_layers",
-        "patch_rule", "min_fraction", "score_power", "top_k", "path", "batch_size", "actors",
-        "cpus_per_actor", "device", "attention_maps")
 
 
 def _params(p: dict) -> tuple[PairParams, ScoreParams]:
-    missing = [k for k in KEYS if k not in p]
-    if missing:
-        raise KeyError(f"params.yaml: score_regions is missing {missing}")
     pair = PairParams(float(p["score_threshold"]), float(p["nms_threshold"]), int(p["max_humans"]),
                       int(p["max_objects"]))
     score = ScoreParams(masked_layers=int(p["masked_layers"]), patch_rule=str(p["patch_rule"]),
@@ -72,8 +67,13 @@ def _attention_plots(model_dir: str, images, table, plots: str, n: int, score: S
 
 
 def run(model_dir: str, detections_path: str, images_path: str, out_path: str, plots: str, p: dict,
-        ray_address: str | None = None) -> dict:
-    """Scores every pair of the ``split`` images; returns the metadata written with the output."""
+        where: dict | None = None) -> dict:
+    """Scores every pair of the ``split`` images; returns the metadata written with the output.
+
+    Args:
+        p: the validated ``score_regions`` params; ``where``: ``placement.score_regions`` plus ``ray_address``.
+    """
+    where = where or {"ray_address": "", "batch_size": 8, "actors": 1, "cpus_per_actor": 1, "device": "auto"}
     from pipeline.distributed import init_ray
     from pipeline.model import ModelConfig
     from pipeline.regions.actor_pool import image_pairs, score_images
@@ -91,10 +91,10 @@ def run(model_dir: str, detections_path: str, images_path: str, out_path: str, p
     table, counts = image_pairs(images, storage.read_parquet(detections_path), pair_params)
     log.info("%d pairs on %d of %d images; boxes: %s", counts["pairs"], counts["images_with_pairs"],
              counts["images"], counts["boxes"] or "all valid")
-    init_ray(ray_address)
-    out, pool = score_images(table, model_dir, score_params, actors=int(p["actors"]),
-                             cpus_per_actor=int(p["cpus_per_actor"]), batch_size=int(p["batch_size"]),
-                             device=str(p["device"]))
+    init_ray(where["ray_address"] or None)
+    out, pool = score_images(table, model_dir, score_params, actors=where["actors"],
+                             cpus_per_actor=where["cpus_per_actor"], batch_size=where["batch_size"],
+                             device=where["device"])
     meta = {"stage": "score_regions", "model": cfg.model_name, "image_size": cfg.image_size,
             "demo_only": bool(cfg.metadata.get("demo_only", False)), "pairs": dataclasses.asdict(pair_params),
             "scoring": dataclasses.asdict(score_params), **counts, **pool, "rows": out.num_rows}
@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     args = ap.parse_args(argv)
     stage_params.setup_logging()
-    p = stage_params.load("score_regions", args.params)
-    return run(args.model, args.detections, args.images, args.out, args.plots, p,
-               args.ray_address or p.get("ray_address") or None)
+    where = stage_params.placement("score_regions", args.params)
+    if args.ray_address:
+        where["ray_address"] = args.ray_address
+    return run(args.model, args.detections, args.images, args.out, args.plots,
+               stage_params.load("score_regions", args.params), where)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ DEMO_TEST_PARAMS = {
     "demo": {"seed": 0, "n_train": 150, "n_test": 40, "image_size": [160, 128]},
     "prepare": {"root": None, "hico_anno": "anno.mat", "hicodet_train": "instances_train2015.json",
                 "hicodet_test": "instances_test2015.json", "train_images": "images/train2015",
-                "test_images": "images/test2015", "val_fraction": 0.1, "seed": 0, "check_images": True,
-                "workers": 4},
+                "test_images": "images/test2015", "val_fraction": 0.1, "seed": 0, "check_images": True},
+    "placement": {"prepare": {"workers": 4}},
 }
 
 
@@ -56,7 +56,9 @@ def prepared_demo(tmp_path_factory) -> Path:
     from stages import generate_demo, prepare
 
     work = tmp_path_factory.mktemp("demo")
-    params = {k: dict(v) for k, v in DEMO_TEST_PARAMS.items()}
+    import copy
+
+    params = copy.deepcopy(DEMO_TEST_PARAMS)
     params["prepare"]["root"] = str(work / "raw")
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     generate_demo.main(["--params", str(work / "params.yaml"), "--out", str(work / "raw")])

@@ -16,21 +16,29 @@ from stages import detect
 pytestmark = pytest.mark.integration
 
 BASE = {"backend": "oracle", "split": "test", "score_floor": 0.05, "max_per_image": 100,
-        "mmdet": {"config": "rtmdet_tiny_8xb32-300e_coco", "checkpoint": "random", "test_scale": [160, 160],
-                  "batch_size": 4, "actors": 1, "cpus_per_actor": 1, "device": "cpu", "seed": 3},
-        "precomputed": {"format": "hico_json", "path": "", "label_space": "hico80"},
+        "mmdet": {"config": "rtmdet_tiny_8xb32-300e_coco", "random_weights": True, "test_scale": [160, 160],
+                  "seed": 3},
+        "precomputed": {"format": "hico_json", "label_space": "hico80"},
         "oracle": {"seed": 0, "jitter": 0.05, "drop_rate": 0.1, "false_positives": 1.0}}
+
+
+POOL = {"batch_size": 4, "actors": 1, "cpus_per_actor": 1, "device": "cpu"}
 
 
 def _run(prepared, tmp_path, name, images=None, **changes):
     params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    pool = dict(POOL)
     for key, value in changes.items():
         section, _, field = key.partition("__")
-        if field:
+        if section == "mmdet" and field in POOL:
+            pool[field] = value
+        elif field:
             params[section][field] = value
+            if field == "checkpoint":
+                params[section]["random_weights"] = False
         else:
             params[section] = value
-    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"detect": params}))
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"detect": params, "placement": {"detect": pool}}))
     out, rejects = tmp_path / f"{name}.parquet", tmp_path / f"{name}_rejects.parquet"
     meta = detect.main(["--params", str(tmp_path / f"{name}.yaml"),
                         "--images", str(images or prepared / "images.parquet"),
@@ -122,9 +130,9 @@ def test_bad_parameters_fail_before_any_work(prepared_demo, tmp_path):
                    tmp_path / "other.pth")
         with pytest.raises(ValueError, match=r"other.pth does not fit detect.mmdet.config .*rtmdet_tiny"):
             _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "other.pth"))
-    with pytest.raises(ValueError, match="detect.backend must be one of"):
+    with pytest.raises(ValueError, match="detect.backend = 'yolo': expected one of mmdet, precomputed, oracle"):
         _run(prepared_demo, tmp_path, "y", backend="yolo")
-    with pytest.raises(ValueError, match="no images of split 'tset'"):
+    with pytest.raises(ValueError, match="detect.split = 'tset': .*did you mean 'test'"):
         _run(prepared_demo, tmp_path, "z", split="tset")
     assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "x_rejects.parquet").exists()
 

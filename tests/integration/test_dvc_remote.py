@@ -28,11 +28,12 @@ UP_TO_DATE = "Data and pipelines are up to date."
 # Shrunken values for the stages after prepare, applied only to keys the section has (so the test keeps
 # working as stages gain params); the demo and prepare sections come from tests/conftest.py.
 SHRINK = {
-    "embed_text": {"cache": ""},
-    "train": {"epochs": 1, "restart_epochs": 1, "num_workers": 1, "batch_size": 16, "global_batch": 16,
-              "image_size": 64, "min_per_class": 0, "loader_workers": 0, "max_failures": 0, "use_gpu": False},
-    "predict": {"actors": 1, "gpus_per_actor": 0},
-    "score_regions": {"attention_maps": 1, "device": "cpu"},
+    "train": {"epochs": 1, "restart_epochs": 1, "batch_size": 16, "global_batch": 16, "image_size": 64,
+              "min_per_class": 0},
+    "score_regions": {"attention_maps": 1},
+    "placement": {"embed_text": {"cache": ""}, "predict": {"actors": 1, "device": "cpu"},
+                  "train": {"num_workers": 1, "loader_workers": 0, "max_failures": 0, "use_gpu": False},
+                  "score_regions": {"device": "cpu"}},
 }
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,12 +66,19 @@ def copy_project(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
+def _update(target: dict, values: dict) -> None:
+    """Sets the keys of ``values`` that ``target`` has (recursively); None values are left alone."""
+    for k, v in values.items():
+        if k in target and isinstance(v, dict) and isinstance(target[k], dict):
+            _update(target[k], v)
+        elif k in target and v is not None:
+            target[k] = v
+
+
 def shrink_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
-    for section, values in {**DEMO_TEST_PARAMS, **SHRINK}.items():
-        if section in params:
-            params[section].update({k: v for k, v in values.items()
-                                    if k in params[section] and v is not None})
+    _update(params, DEMO_TEST_PARAMS)
+    _update(params, SHRINK)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -20,8 +20,8 @@ DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())["embed_text"]  # t
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_params(path, **overrides) -> str:
-    params = {"embed_text": {**DEFAULTS, **overrides}}
+def write_params(path, cache: str = "", **overrides) -> str:
+    params = {"embed_text": {**DEFAULTS, **overrides}, "placement": {"embed_text": {"cache": cache}}}
     path.write_text(yaml.safe_dump(params))
     return str(path)
 

@@ -17,9 +17,8 @@ def test_scores_every_test_image_like_the_model_itself(prepared_demo, tmp_path):
     text = np.random.default_rng(0).normal(size=(600, 32)).astype(np.float32)
     model = build_model(ModelConfig(image_size=48, metadata={"demo_only": True}), text).eval()
     save_checkpoint(model, tmp_path / "model")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"predict": {
-        "split": "test", "batch_size": 16, "actors": 1, "gpus_per_actor": 0, "cpus_per_actor": 1,
-        "ray_address": ""}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"predict": {"split": "test"}, "placement": {
+        "predict": {"batch_size": 16, "actors": 1, "cpus_per_actor": 1, "device": "cpu"}}}))
     out = tmp_path / "image_scores.parquet"
     predict.main(["--params", str(tmp_path / "params.yaml"), "--images", str(prepared_demo / "images.parquet"),
                   "--model", str(tmp_path / "model"), "--out", str(out)])
@@ -41,8 +40,7 @@ def test_scores_every_test_image_like_the_model_itself(prepared_demo, tmp_path):
 
 def test_a_bad_checkpoint_fails_before_any_output(prepared_demo, tmp_path):
     (tmp_path / "model").mkdir()
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"predict": {"split": "test", "batch_size": 16,
-                                                                      "actors": 1, "gpus_per_actor": 0}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"predict": {"split": "test"}}))
     with pytest.raises(FileNotFoundError, match="config.json"):
         predict.main(["--params", str(tmp_path / "params.yaml"), "--images", str(prepared_demo / "images.parquet"),
                       "--model", str(tmp_path / "model"), "--out", str(tmp_path / "s.parquet")])

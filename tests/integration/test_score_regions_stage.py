@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 PARAMS = {"split": "test", "score_threshold": 0.2, "nms_threshold": 0.5, "max_humans": 15, "max_objects": 15,
           "masked_layers": 1, "patch_rule": "any", "min_fraction": 0.5, "score_power": 1.0, "top_k": 20,
-          "path": "shared_prefix", "batch_size": 4, "actors": 1, "cpus_per_actor": 1, "device": "cpu",
-          "attention_maps": 2}
+          "path": "shared_prefix", "attention_maps": 2}
+POOL = {"batch_size": 4, "actors": 1, "cpus_per_actor": 1, "device": "cpu"}
 DETECT = {"backend": "oracle", "split": "test", "score_floor": 0.05, "max_per_image": 100,
           "oracle": {"seed": 0, "jitter": 0.05, "drop_rate": 0.1, "false_positives": 1.0}}
 
@@ -45,7 +45,10 @@ def inputs(prepared_demo, tmp_path_factory):
 
 
 def run(work, images, name, detections=None, **changes):
-    (work / f"{name}.yaml").write_text(yaml.safe_dump({"score_regions": {**PARAMS, **changes}}))
+    pool = {**POOL, **{k: v for k, v in changes.items() if k in POOL}}
+    result = {**PARAMS, **{k: v for k, v in changes.items() if k not in POOL}}
+    (work / f"{name}.yaml").write_text(yaml.safe_dump({"score_regions": result,
+                                                       "placement": {"score_regions": pool}}))
     out, plots = work / f"{name}.parquet", work / f"{name}_plots"
     meta = score_regions.main(["--params", str(work / f"{name}.yaml"), "--model", str(work / "model"),
                                "--detections", str(detections or work / "detections.parquet"),

@@ -12,6 +12,7 @@ from pipeline.data.labels import label_matrix
 from pipeline.metrics.classification import hico_classification_map
 from pipeline.model import inference_transform, load_checkpoint
 from pipeline.training.dataset import load_image, split_rows
+from pipeline.training.runs import read_text_embeddings
 from stages import train
 
 pytestmark = pytest.mark.integration
@@ -19,9 +20,14 @@ pytestmark = pytest.mark.integration
 TRAIN = {"demo_only": True, "model": "defr-tiny-vit", "pretrained": "", "image_size": 48, "gamma": 100,
          "classifier_position": "auto", "init": "text", "loss": "lse_sign", "ambiguous_as": "negative",
          "unknown_as": "negative", "lr": 1e-3, "epochs": 3, "restart_epochs": 5, "batch_size": 16,
-         "global_batch": 32, "min_per_class": 4, "crop_scale": 0.5, "jitter": 0.4, "seed": 0, "num_workers": 2,
-         "use_gpu": False, "cpus_per_worker": 1, "loader_workers": 0, "run_name": "test", "max_failures": 2,
-         "ray_address": ""}
+         "global_batch": 32, "min_per_class": 4, "crop_scale": 0.5, "jitter": 0.4, "seed": 0}
+PLACE = {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1, "loader_workers": 0, "run_name": "test",
+         "max_failures": 2}
+
+
+def write_params(path, train=None, **placement):
+    """params.yaml with the train section (TRAIN | train) and placement.train (PLACE | placement)."""
+    path.write_text(yaml.safe_dump({"train": TRAIN | (train or {}), "placement": {"train": PLACE | placement}}))
 
 
 def write_text_embeddings(prepared, path, dim=32):
@@ -45,7 +51,7 @@ def _args(tmp_path, prepared, emb):
 @pytest.mark.timeout(600)
 def test_two_workers_survive_a_killed_worker_and_export_the_best_epoch(prepared_demo, tmp_path, monkeypatch):
     emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": TRAIN | {"storage_path": str(tmp_path / "runs")}}))
+    write_params(tmp_path / "params.yaml", storage_path=str(tmp_path / "runs"))
     marker = tmp_path / "killed.txt"
     monkeypatch.setenv("DEFR_FAULT_INJECTION", f"1:1:{marker}")  # SIGKILL rank 1 in epoch 1, once
 
@@ -78,15 +84,14 @@ def test_bad_text_embeddings_are_named(prepared_demo, tmp_path):
                   "embedding": list(np.ones((599, 8), "f4"))})
     storage.write_parquet(t, tmp_path / "emb.parquet")
     with pytest.raises(ValueError, match="emb.parquet.*599 rows"):
-        train.read_text_embeddings(str(tmp_path / "emb.parquet"), 600)
+        read_text_embeddings(str(tmp_path / "emb.parquet"), 600)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_ray_tune_sweep_runs_one_train_run_per_grid_point(prepared_demo, tmp_path):
     emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
-    p = TRAIN | {"storage_path": str(tmp_path / "runs"), "epochs": 1, "num_workers": 1}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": p}))
+    write_params(tmp_path / "params.yaml", {"epochs": 1}, storage_path=str(tmp_path / "runs"), num_workers=1)
     (tmp_path / "sweep.yaml").write_text("gamma: [50, 100]\n")
     out = train.main(_args(tmp_path, prepared_demo, emb) + ["--sweep", str(tmp_path / "sweep.yaml"),
                                                             "--sweep-out", str(tmp_path / "sweep.csv")])

@@ -5,7 +5,8 @@ import yaml
 from pipeline import storage
 from pipeline.model import ModelConfig
 from pipeline.training.local import fit_local
-from stages import generate_demo, prepare, train
+from pipeline.training.runs import read_text_embeddings
+from stages import generate_demo, prepare
 from tests.conftest import DEMO_TEST_PARAMS
 from tests.integration.test_train_stage import write_text_embeddings
 
@@ -14,13 +15,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(900)
 def test_tiny_model_learns_the_demo(tmp_path):
-    params = {k: dict(v) for k, v in DEMO_TEST_PARAMS.items()}
+    import copy
+
+    params = copy.deepcopy(DEMO_TEST_PARAMS)
     params["demo"]["n_train"] = 900  # the 150-image fixture is too small to show generalisation
     params["prepare"]["root"] = str(tmp_path / "raw")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     generate_demo.main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw")])
     prepare.main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "prepared")])
-    emb, _ = train.read_text_embeddings(str(write_text_embeddings(tmp_path / "prepared", tmp_path / "e.parquet",
+    emb, _ = read_text_embeddings(str(write_text_embeddings(tmp_path / "prepared", tmp_path / "e.parquet",
                                                                   dim=384)), 600)
     recipe = {"loss": "lse_sign", "ambiguous_as": "negative", "unknown_as": "negative", "lr": 1e-3, "epochs": 4,
               "restart_epochs": 5, "batch_size": 32, "global_batch": 32, "min_per_class": 10, "crop_scale": 0.5,

@@ -151,11 +151,12 @@ def train_params(shared: Path, storage_path: Path) -> dict:
     """The project's train section shrunk to a two-worker CPU run of the tiny model."""
     project = yaml.safe_load((ROOT / "params.yaml").read_text())
     train = dict(project["train"])
-    train.update(num_workers=2, use_gpu=False, cpus_per_worker=1, epochs=1, restart_epochs=1, batch_size=8,
-                 global_batch=16, min_per_class=0, loader_workers=0, max_failures=0, image_size=64,
-                 model="defr-tiny-vit", pretrained="", storage_path=str(storage_path), ray_address="",
-                 shared_storage=[str(shared)], run_name="two-node")
-    return {"train": train}
+    train.update(epochs=1, restart_epochs=1, batch_size=8, global_batch=16, min_per_class=0, image_size=64,
+                 model="defr-tiny-vit", pretrained="")
+    place = dict(project["placement"]["train"])
+    place.update(num_workers=2, use_gpu=False, cpus_per_worker=1, loader_workers=0, max_failures=0,
+                 storage_path=str(storage_path), shared_storage=[str(shared)], run_name="two-node")
+    return {"train": train, "placement": {"train": place}}
 
 
 def text_embeddings(path: Path, dim: int = 32) -> Path:

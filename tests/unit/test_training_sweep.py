@@ -4,7 +4,7 @@ import pytest
 from pipeline.model import ModelConfig
 from pipeline.training.launcher import loop_config
 from pipeline.training.sweep import apply_overrides, grid
-from stages.train import run_name
+from pipeline.training.runs import run_name
 
 
 def test_overrides_reach_model_fields_and_recipe_keys_without_touching_the_base():
@@ -21,8 +21,9 @@ def test_grid_is_the_cartesian_product():
     assert len(grid({"a": [1, 2], "b": ["x", "y", "z"]})) == 6
 
 
-def test_run_name_changes_with_params_but_not_with_the_ray_address():
-    p = {"run_name": "defr", "lr": 1e-3, "epochs": 8, "ray_address": ""}
-    assert run_name(p, "i", "t") == run_name(p | {"ray_address": "auto"}, "i", "t")
-    assert run_name(p, "i", "t") != run_name(p | {"lr": 1e-4}, "i", "t")
-    assert run_name(p, "i", "t").startswith("defr-")
+def test_run_name_changes_with_settings_and_inputs_only():
+    settings, inputs = {"recipe": {"lr": 1e-3, "epochs": 8}, "num_workers": 2}, {"images": "a1", "text": "b2"}
+    assert run_name("defr", settings, inputs) == run_name("defr", dict(settings), dict(inputs))
+    assert run_name("defr", settings, inputs) != run_name("defr", settings | {"recipe": {"lr": 1e-4}}, inputs)
+    assert run_name("defr", settings, inputs) != run_name("defr", settings, inputs | {"images": "a2"})
+    assert run_name("defr", settings, inputs).startswith("defr-")

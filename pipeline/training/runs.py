@@ -1,0 +1,148 @@
+"""One training run from the driver's side: inputs, run name, Ray Train (or a Tune sweep), export, metrics.
+
+The train stage calls :func:`train` (or :func:`sweep_grid`); everything here is plain data in, files out.
+The Ray Train run is named ``<run_name>-<hash of the training settings and input contents>``: re-running
+after a crash resumes that run from its last checkpoint; changing a setting or an input starts a new run.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import storage
+from pipeline.model import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Placement:
+    """Where and how fast training runs (never part of the result's identity, except ``num_workers``,
+    which changes the order of floating-point sums and so names a different run)."""
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1
+    loader_workers: int = 0
+    max_failures: int = 2
+    storage_path: str = "runs"
+    shared_storage: list[str] = field(default_factory=list)
+    run_name: str = "defr"
+    sweep_concurrency: int = 1
+
+
+def read_text_embeddings(path: str, num_classes: int) -> tuple[np.ndarray, dict[str, str]]:
+    """[num_classes, D] float32 embeddings ordered by ``hoi`` and the file's metadata; raises naming the file."""
+    table = storage.read_parquet(path)
+    meta = storage.parquet_metadata(path) if storage.is_local(path) else {}
+    for col in ("hoi", "embedding"):
+        if col not in table.column_names:
+            raise ValueError(f"{path}: missing column {col!r} (expected hoi, prompt, embedding)")
+    hoi = np.asarray(table.column("hoi").to_numpy(), dtype=np.int64)
+    if sorted(hoi.tolist()) != list(range(num_classes)):
+        raise ValueError(f"{path}: has {len(hoi)} rows with hoi ids {hoi.min()}..{hoi.max()}; expected each of "
+                         f"0..{num_classes - 1} exactly once")
+    rows = table.column("embedding").to_pylist()
+    dims = {len(r) for r in rows}
+    if len(dims) != 1:
+        raise ValueError(f"{path}: embeddings have differing lengths {sorted(dims)}")
+    emb = np.asarray(rows, dtype=np.float32)[np.argsort(hoi)]
+    if "dim" in meta and int(meta["dim"]) != emb.shape[1]:
+        raise ValueError(f"{path}: metadata dim {meta['dim']} but embeddings have {emb.shape[1]} values")
+    return emb, meta
+
+
+def fingerprint(uri: str) -> str:
+    """Content hash of an input file (a re-prepared dataset must not resume the old run)."""
+    digest = hashlib.sha1()
+    with storage.open_file(uri) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_name(prefix: str, settings: dict[str, Any], inputs: dict[str, str]) -> str:
+    """``<prefix>-<hash>`` of the settings that shape training and of the inputs (fingerprints)."""
+    key = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
+    return f"{prefix}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def history_csv(history: list[dict]) -> str:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=["epoch", "train_loss", "val_map", "lr"], extrasaction="ignore")
+    w.writeheader()
+    w.writerows(history)
+    return out.getvalue()
+
+
+def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
+             ray_address: str | None):
+    """Driver-side set-up shared by a run and a sweep: embeddings, run name, Ray, storage check."""
+    from pipeline.distributed import check_storage_path, cluster_nodes, init_ray
+    from pipeline.training.launcher import loop_config
+
+    # Read even for init: random: the head then keeps the text-init shapes (a like-for-like ablation).
+    text, meta = read_text_embeddings(text_path, model.num_classes)
+    model.text_model = meta.get("model", "")
+    settings = {"model": model.to_dict(), "recipe": recipe, "num_workers": where.num_workers}
+    name = run_name(where.run_name, settings, {"images": fingerprint(images), "text": fingerprint(text_path)})
+    init_ray(ray_address)
+    storage_path = check_storage_path(where.storage_path, cluster_nodes(), where.shared_storage,
+                                      "placement.train.storage_path")
+    config = loop_config(images, text, model, loader_workers=where.loader_workers, **recipe)
+    return config, name, storage_path
+
+
+def train(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
+          model_out: str, ray_address: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fine-tunes with Ray Train, exports the best epoch to ``model_out`` (atomically).
+
+    Returns:
+        (metrics of the run, the per-epoch history).
+    """
+    from pipeline.training.launcher import export, make_trainer
+
+    config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address)
+    trainer = make_trainer(config, where.num_workers, where.use_gpu, name, storage_path, where.max_failures,
+                           where.cpus_per_worker)
+    log.info("Ray Train run %s under %s", name, storage_path)
+    result = trainer.fit()
+    history = export(result, model_out)
+    best = max(history, key=lambda h: h["val_map"])
+    metrics = {"best_val_map": best["val_map"], "best_epoch": best["epoch"], "epochs": len(history),
+               "final_train_loss": history[-1]["train_loss"], "resumes": history[-1].get("resumes", 0),
+               "images_per_s_per_worker": float(np.mean([h["images_per_s_per_worker"] for h in history])),
+               "model": model.model_name, "run": name, "demo_only": bool(model.metadata.get("demo_only"))}
+    return metrics, history
+
+
+def sweep_grid(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
+               space: dict[str, list], ray_address: str | None = None):
+    """A Ray Tune grid over recipe keys / model fields (nothing exported); returns the trials as a DataFrame
+    sorted by best validation mAP."""
+    from pipeline.training.sweep import sweep
+
+    if not isinstance(space, dict) or not all(isinstance(v, list) and v for v in space.values()):
+        raise ValueError("sweep: expected a mapping of key -> non-empty list of values")
+    config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address)
+    if storage.is_local(storage_path):
+        storage_path = str(Path(storage_path).resolve())
+    results = sweep(config, space, f"{name}-sweep", storage_path, where.num_workers, where.use_gpu,
+                    where.sweep_concurrency, where.cpus_per_worker)
+    frame = results.get_dataframe()
+    cols = [c for c in frame.columns if c.startswith("config/")] + ["best_val_map", "best_epoch", "train_loss"]
+    return frame[[c for c in cols if c in frame.columns]].sort_values("best_val_map", ascending=False)
+
+
+def placement_of(values: dict[str, Any]) -> Placement:
+    """A :class:`Placement` from a mapping with (at least) its field names."""
+    known = set(asdict(Placement()))
+    return Placement(**{k: v for k, v in values.items() if k in known})

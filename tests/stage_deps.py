@@ -1,0 +1,110 @@
+"""What each DVC stage really depends on, derived from the code (used by tests/unit/test_dvc_yaml.py).
+
+A stage's code dependencies are its script plus every project module it can import, transitively
+(imports inside functions included: a lazy import is still code the stage runs), plus the package
+__init__ files those imports execute and the package data files the modules load. Print what dvc.yaml
+should list with:
+
+    python -m tests.stage_deps            # one block per stage
+"""
+from __future__ import annotations
+
+import ast
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pipeline", "stages")
+
+# Package data read at run time, by the module that reads it. tests/unit/test_dvc_yaml.py checks that no
+# other module mentions pipeline.assets, so a new reader cannot be missed here.
+DATA_FILES = {
+    "pipeline.vocab": ["pipeline/assets/hico_vocab.json"],
+    "pipeline.clip_configs": ["pipeline/assets/open_clip"],
+}
+
+
+def module_path(name: str) -> Path | None:
+    """The file of a project module (package -> its __init__.py), None if it is not a project module."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = ROOT.joinpath(*name.split("."))
+    if base.with_suffix(".py").exists():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").exists():
+        return base / "__init__.py"
+    return None
+
+
+def _imports(name: str) -> set[str]:
+    """Project modules named by the import statements of module ``name`` (anywhere in the file)."""
+    path = module_path(name)
+    tree = ast.parse(path.read_text(), str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
+    return {m for m in found if module_path(m) is not None}
+
+
+@lru_cache(maxsize=None)
+def closure(name: str) -> frozenset[str]:
+    """``name`` and every project module it imports, transitively, with the parent packages' __init__."""
+    seen, todo = set(), [name]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        parts = m.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
+        todo += sorted(_imports(m) - seen)
+    return frozenset(seen)
+
+
+def stage_files(stage: str) -> set[str]:
+    """Project-relative paths of every file the stage's code reads (modules and package data)."""
+    mods = closure(f"stages.{stage}")
+    files = {str(module_path(m).relative_to(ROOT)) for m in mods}
+    for m in mods:
+        files.update(DATA_FILES.get(m, []))
+    return files
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def suggested_deps(stage: str) -> list[str]:
+    """Files to list, with a folder collapsed where the stage uses every module in it."""
+    files = stage_files(stage)
+    out = set(files)
+    folders = sorted({str(Path(f).parent) for f in files if f.endswith(".py")}, key=len)
+    for folder in folders:
+        if folder in PACKAGES:
+            continue
+        members = {str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*.py")}
+        if members and members <= files and not any(covered(folder, [o]) for o in out if o != folder):
+            out = {f for f in out if not covered(f, [folder])} | {folder}
+    return sorted(out)
+
+
+if __name__ == "__main__":
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in (sys.argv[1:] or stages):
+        print(f"{stage}:")
+        for dep in suggested_deps(stage):
+            print(f"  - {dep}")

@@ -1,0 +1,82 @@
+"""dvc.yaml cannot drift from the code: each stage lists what its code imports and loads, the files its
+params name, and its params key by key (stages/schema.py); placement is listed by none."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from stages.params import file_keys, result_keys, validate_file
+from tests.stage_deps import DATA_FILES, PACKAGES, ROOT, covered, stage_files
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+SECTION = {"generate_demo": "demo"}
+STAGES = sorted(DVC)
+
+
+def section(stage: str) -> str:
+    return SECTION.get(stage, stage)
+
+
+def code_deps(stage: str) -> list[str]:
+    return [d for d in DVC[stage]["deps"] if d.split("/")[0] in PACKAGES]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_module_and_data_file_a_stage_loads_is_a_dependency(stage):
+    deps = code_deps(stage)
+    missing = sorted(f for f in stage_files(stage) if not covered(f, deps))
+    assert not missing, f"dvc.yaml stage {stage!r} misses dependencies {missing}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_stage_depends_on_code_it_never_loads(stage):
+    """A folder dep only where the stage loads every module in it: editing a module the stage never
+    imports (a test helper, a benchmark, another stage's code) must not re-run it."""
+    used = stage_files(stage)
+    for dep in code_deps(stage):
+        path = ROOT / dep
+        members = [str(p.relative_to(ROOT)) for p in path.rglob("*") if p.is_file() and "__pycache__" not in
+                   p.parts] if path.is_dir() else [dep]
+        assert path.exists(), f"dvc.yaml stage {stage!r} lists {dep}, which does not exist"
+        unused = sorted(m for m in members if m not in used and not any(covered(m, [f]) for f in used))
+        assert not unused, f"dvc.yaml stage {stage!r} lists {dep} but never loads {unused}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_params_are_listed_key_by_key_and_exactly(stage):
+    listed = DVC[stage].get("params", [])
+    assert all(isinstance(p, str) for p in listed), f"{stage}: params must be plain dotted keys"
+    assert sorted(listed) == sorted(result_keys(section(stage))), (
+        f"dvc.yaml stage {stage!r} params differ from the {section(stage)!r} schema in stages/schema.py")
+    assert not any(p.split(".")[0] == "placement" for p in listed)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_files_named_by_params_are_dependencies(stage):
+    deps = DVC[stage]["deps"]
+    for key in file_keys(section(stage)):
+        assert "${" + key + "}" in deps, f"dvc.yaml stage {stage!r}: the file {key} names is not a dependency"
+
+
+def test_only_the_declared_modules_read_package_data():
+    readers = set()
+    for path in (ROOT / "pipeline").rglob("*.py"):
+        if re.search(r"pipeline\.assets|resources\.files", path.read_text()):
+            readers.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    assert readers == set(DATA_FILES), (
+        f"modules that read package data changed: {sorted(readers ^ set(DATA_FILES))}; update "
+        "tests/stage_deps.py DATA_FILES so their stages list the files")
+
+
+def test_the_committed_params_file_passes_the_schema():
+    assert validate_file(ROOT / "params.yaml") == []
+
+
+def test_every_interpolated_dependency_is_a_file_param():
+    for stage in STAGES:
+        for dep in DVC[stage]["deps"]:
+            m = re.fullmatch(r"\$\{(.+)\}", dep)
+            if m:
+                assert m.group(1) in file_keys(section(stage)), f"{stage}: {dep} is not a file param of the schema"
