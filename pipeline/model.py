@@ -63,6 +63,9 @@ class ModelConfig:
         normalize_features: L2-normalize the image feature (eq. (1) with unit-norm proxies).
         mean, std: input normalisation of the backbone.
         metadata: free-form notes saved with the checkpoint (e.g. ``demo_only``).
+        classes: the label space, one entry per classifier row (``pipeline.classes.ClassSpace.to_list``:
+            name, verb, object, coco80), so a checkpoint names its outputs on its own; [] in checkpoints
+            written before (600 rows = HICO, see ``pipeline.classes.model_classes``).
     """
 
     model_name: str = "defr-tiny-vit"
@@ -78,6 +81,7 @@ class ModelConfig:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     metadata: dict[str, Any] = field(default_factory=dict)
+    classes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "ModelConfig":
