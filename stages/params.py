@@ -230,19 +230,30 @@ def placement(stage: str, path: str | Path = "params.yaml") -> dict[str, Any]:
     return {**shared, **values.get(stage, {})}
 
 
+def checks(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The ``checks`` section (guards such as ``max_reject_fraction``), defaults filled in."""
+    from stages.schema import CHECKS
+
+    values, problems = validate(read_file(path).get("checks") or {}, CHECKS, "checks")
+    _raise(path, problems)
+    return values
+
+
 def validate_file(path: str | Path = "params.yaml") -> list[str]:
     """Every problem of the whole params file (all sections; unknown sections too)."""
-    from stages.schema import MOVED, PLACEMENT, SECTIONS
+    from stages.schema import CHECKS, MOVED, PLACEMENT, SECTIONS
 
     params = read_file(path)
     problems = []
     for name, values in params.items():
         if name == "placement":
             problems += validate(values, PLACEMENT, "placement")[1]
+        elif name == "checks":
+            problems += validate(values, CHECKS, "checks")[1]
         elif name in SECTIONS:
             problems += validate(values, SECTIONS[name], name, MOVED)[1]
         else:
-            close = difflib.get_close_matches(name, [*SECTIONS, "placement"], n=1)
+            close = difflib.get_close_matches(name, [*SECTIONS, "placement", "checks"], n=1)
             problems.append(f"{name}: unknown section" + (f"; did you mean {close[0]}?" if close else ""))
     return problems
 

@@ -179,6 +179,12 @@ PLACEMENT = {
     "score_regions": dict(POOL),
 }
 
+# Guards listed by no stage: they decide whether a result is produced, never what it holds.
+CHECKS = {
+    "max_reject_fraction": Param("float", 0.05, low=0, high=1, doc="a stage fails when it rejects more than "
+                                 "this fraction of a split's images or of an input's rows (100 % always fails)"),
+}
+
 # Keys that used to sit in a stage section: refused there, with where they live now.
 MOVED = {
     **{f"{s}.ray_address": "placement.ray_address" for s in ("train", "predict", "detect", "score_regions")},
