@@ -1,44 +1,59 @@
 # Two commands do everything on a fresh machine:
-#   make demo   - create .venv, install, run `dvc repro` on the embedded demo data, print the metrics
-#   make test   - create .venv if needed, install, run the test suite
+#   make demo   - create .venv, install what the demo runs, `dvc repro` the embedded demo, print a summary
+#   make test   - create .venv if needed, install everything (MMDetection too), run the test suite
+# and two more:
+#   make install-detect  - add the MMDetection stack (mmcv is built from source once, ~10-17 min on 2 cores,
+#                          then cached in ~/.cache/defr-pipeline/wheels): needed by detect.backend: mmdet
+#   make bench           - the benchmarks in bench/
 VENV ?= .venv
-PY := $(VENV)/bin/python
-# On a machine with a GPU and a normal index this pulls the default (CUDA) wheels of the same versions.
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+VENV_DIR := $(abspath $(VENV))
+PY := $(VENV_DIR)/bin/python
 PYTEST_ARGS ?=
+LOGS ?= logs
 
 # DVC runs stage commands with the first `python` on PATH: put the venv first.
-export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PATH := $(VENV_DIR)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
+export DEFR_LOG_DIR := $(abspath $(LOGS))
 
-.PHONY: install demo test bench clean
+.PHONY: install install-dev install-detect demo test bench clean
 
-install: $(VENV)/.installed
+install: $(VENV_DIR)/.installed
+install-dev: $(VENV_DIR)/.installed-dev
+install-detect: $(VENV_DIR)/.installed-detect
 
-$(VENV)/.installed: pyproject.toml scripts/install_mmdet.sh
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 'setuptools<81' wheel
-	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
-	bash scripts/install_mmdet.sh $(PY)
-	touch $@
+$(VENV_DIR)/.installed: pyproject.toml scripts/install.sh
+	@bash scripts/install.sh "$(VENV_DIR)"
+	@touch $@
+
+$(VENV_DIR)/.installed-dev: $(VENV_DIR)/.installed
+	@bash scripts/install.sh "$(VENV_DIR)" dev
+	@touch $@
+
+$(VENV_DIR)/.installed-detect: $(VENV_DIR)/.installed scripts/install_mmdet.sh
+	@mkdir -p $(LOGS)
+	@echo "install: the MMDetection stack (an mmcv source build the first time, 10-17 min on 2 cores; log: $(LOGS)/install-detect.log)"
+	@bash scripts/install_mmdet.sh "$(PY)" >$(LOGS)/install-detect.log 2>&1 \
+	  || { echo "install: MMDetection FAILED (full log: $(LOGS)/install-detect.log)"; tail -n 25 $(LOGS)/install-detect.log; exit 1; }
+	@tail -n 2 $(LOGS)/install-detect.log | sed 's/^/install: /'
+	@touch $@
 
 demo: install
-	test -d .git || git init -q
-	test -d .dvc || dvc init -q
-	dvc repro
-	@echo "== metrics (demo data: tiny random-init model, oracle boxes; see README) =="
-	dvc metrics show
+	@test -d .git || git init -q
+	@test -d .dvc || dvc init -q
+	@echo "demo: dvc repro (each stage prints a few lines; full logs in $(LOGS)/<stage>.log)"
+	@dvc repro --quiet
+	@$(PY) -m stages.summary
 
-test: install
+test: install-dev install-detect
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
+bench: install-dev install-detect
 	$(PY) -m bench
 
 clean:

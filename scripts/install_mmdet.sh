@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the MMDetection stack (mmcv 2.1.0 with compiled ops, mmengine 0.10.7, mmdet 3.3.0) into the
-# Python environment given as $1 (default: .venv/bin/python). `make install` runs it; docs/detection.md.
+# Python environment given as $1 (default: .venv/bin/python; a relative or absolute path). `make
+# install-detect` (and `make test`) run it; `make demo` does not need it (oracle boxes). docs/detection.md.
 #
 #   bash scripts/install_mmdet.sh .venv/bin/python
 #
@@ -24,6 +25,8 @@
 #   MAX_JOBS               parallel compile jobs (default: all cores)
 set -euo pipefail
 PY=${1:-.venv/bin/python}
+# Absolute: the build below runs $PY from inside the unpacked source (a relative venv path broke there).
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 CACHE=${DEFR_WHEEL_CACHE:-$HOME/.cache/defr-pipeline/wheels}
 MMCV_VERSION=2.1.0
 CHECK="import mmcv, mmdet, mmengine; from mmcv.ops import nms; from mmdet.apis import DetInferencer, init_detector"

@@ -17,13 +17,13 @@ not be used (undecodable, missing detection file...); the stage continues past t
 from __future__ import annotations
 
 import logging
-import sys
 
 import pyarrow.compute as pc
 
 from pipeline import storage
 from pipeline.detection import oracle
 from pipeline.detection.boxes import Counts, finish, rejects_table, to_table
+from stages import console
 from stages import params as stage_params
 
 log = logging.getLogger("stages.detect")
@@ -164,4 +164,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    console.run(main, "detect")

@@ -15,7 +15,6 @@ content hash) and t-SNE PNGs of the embeddings.
 from __future__ import annotations
 
 import logging
-import sys
 
 import pyarrow as pa
 
@@ -25,6 +24,7 @@ from pipeline.embedding_plots import write_embedding_plots
 from pipeline.prompts import class_prompts
 from pipeline.text_encoders import text_encoder
 from pipeline.vocab import hico_vocabulary
+from stages import console
 from stages import params as stage_params
 
 log = logging.getLogger("stages.embed_text")
@@ -113,4 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console.run(main, "embed_text")

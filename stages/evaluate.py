@@ -25,6 +25,7 @@ from pipeline.report.evaluation import class_column, evaluate_classification, ev
 from pipeline.report.plots import (choose_pr_classes, long_tail_rows, pr_rows, save_long_tail_png,
                                    save_pr_png, write_csv)
 from pipeline.vocab import hico_vocabulary
+from stages import console
 from stages import params as P
 
 log = logging.getLogger("stages.evaluate")
@@ -160,4 +161,4 @@ def _per_class_rows(columns: dict) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    console.run(main, "evaluate")

@@ -11,6 +11,7 @@ import json
 from pipeline import storage
 from pipeline.data.synthetic import generate
 from pipeline.vocab import hico_vocabulary
+from stages import console
 from stages import params as P
 
 
@@ -28,4 +29,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    console.run(main, "generate_demo")

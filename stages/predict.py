@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from pipeline import schemas, storage
+from stages import console
 from stages import params as P
 
 log = logging.getLogger("stages.predict")
@@ -55,4 +56,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    console.run(main, "predict")

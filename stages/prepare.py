@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.data.prepare import Sources, prepare_dataset
 from pipeline.vocab import hico_vocabulary
+from stages import console
 from stages import params as P
 
-log = logging.getLogger("prepare")
+log = logging.getLogger("stages.prepare")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,4 +52,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    console.run(main, "prepare")

@@ -19,13 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 
 import pyarrow.compute as pc
 
 from pipeline import schemas, storage
 from pipeline.regions.pairs import PairParams
 from pipeline.regions.scorer import ScoreParams
+from stages import console
 from stages import params as stage_params
 
 log = logging.getLogger("stages.score_regions")
@@ -126,4 +126,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    console.run(main, "score_regions")

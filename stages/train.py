@@ -24,6 +24,7 @@ import yaml
 from pipeline import storage
 from pipeline.model import ModelConfig
 from pipeline.training.runs import history_csv, placement_of, sweep_grid, train
+from stages import console
 from stages import params as P
 
 log = logging.getLogger("stages.train")
@@ -82,13 +83,19 @@ def main(argv: list[str] | None = None) -> dict:
         storage.write_text(frame.to_csv(index=False), args.sweep_out)
         log.info("sweep of %d trials -> %s\n%s", len(frame), args.sweep_out, frame.to_string(index=False))
         return {"trials": len(frame), "best_val_map": float(frame["best_val_map"].max())}
-    metrics, history = train(args.images, args.text_embeddings, model, recipe, placement_of(where),
-                             args.model_out, address)
+    log.info("training %s (%d epochs, %d workers) on %s", model.model_name, p["epochs"], where["num_workers"],
+             args.images)
+    with console.progress_from_log(r"\[defr\] epoch (\d+)/\d+ .*", p["epochs"], "epochs"):
+        metrics, history = train(args.images, args.text_embeddings, model, recipe, placement_of(where),
+                                 args.model_out, address)
     storage.write_text(history_csv(history), args.history)
     storage.write_json(metrics, args.metrics)
-    log.info("best val mAP %.4f at epoch %d -> %s", metrics["best_val_map"], metrics["best_epoch"], args.model_out)
-    return metrics
+    log.info("best val mAP %.4f at epoch %d%s -> wrote %s, %s", metrics["best_val_map"], metrics["best_epoch"],
+             f" (resumed {metrics['resumes']}x from a checkpoint)" if metrics["resumes"] else "", args.model_out,
+             args.metrics)
+    # Returned, not written: throughput varies from run to run, the metrics file must not.
+    return {**metrics, "images_per_s_per_worker": sum(h["images_per_s_per_worker"] for h in history) / len(history)}
 
 
 if __name__ == "__main__":
-    main()
+    console.run(main, "train")

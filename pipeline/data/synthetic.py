@@ -218,12 +218,24 @@ def generate(out_dir: str | Path, vocab: Vocabulary, n_train: int = 1800, n_test
         summary[split] = {"images": n, "pairs": int(counts.sum()),
                           "classes_present": int((counts > 0).sum())}
     mat["list_action"] = _list_action(vocab)
-    scipy.io.savemat(out / "anno.mat", mat, do_compression=True)
+    _savemat_reproducible(out / "anno.mat", mat)
     summary["scenes"] = {f"{o}/{p}": [vocab.verbs[vocab.hoi_verb[h]] for h in hs]
                          for (o, p), hs in zip(keys, scene_hois)}
     (out / "DEMO_ONLY.txt").write_text("Synthetic demo data written by pipeline/data/synthetic.py; "
                                        "not HICO. See README 'Demo data'.\n" + json.dumps(summary, indent=1))
     return summary
+
+
+def _savemat_reproducible(path: Path, mat: dict) -> None:
+    """``scipy.io.savemat`` without the creation time it writes into the 116-byte MAT header: the same
+    inputs give the same bytes, so DVC hashes (and teammates' run caches) match across runs and machines."""
+    import io
+
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, mat, do_compression=True)
+    data = bytearray(buffer.getvalue())
+    data[:116] = b"MATLAB 5.0 MAT-file, written by pipeline.data.synthetic (DEMO ONLY)".ljust(116)
+    path.write_bytes(bytes(data))
 
 
 def _write_instances(path: Path, vocab: Vocabulary, names, sizes, annotation, rare) -> None:

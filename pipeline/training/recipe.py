@@ -202,6 +202,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             metrics.update(best_val_map=state["best_map"], best_epoch=state["best_epoch"],
                            resumes=len(state["resumes"]))
             state["history"].append(dict(metrics))
+            # One line per epoch for the driver's progress bar (stages/console.py follows the log).
+            print(f"[defr] epoch {epoch + 1}/{cfg['epochs']} loss {loss:.4f} val_map {metrics['val_map']:.4f}",
+                  flush=True)
             state["epoch"] = epoch + 1
             checkpoint_dir = Path(tempfile.mkdtemp(prefix="defr-ckpt-"))
             _write_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, best_dir)

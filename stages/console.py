@@ -1,0 +1,219 @@
+"""What a stage prints: a few lines a person reads; everything else goes to ``logs/<stage>.log``.
+
+``python -m stages.<name>`` runs ``main`` under :func:`run`: the process's stdout and stderr (Python and C
+level, so Ray, open_clip, Hugging Face and MMDetection output too) are redirected into the stage's log file,
+and the stage speaks to the terminal through :func:`say` and progress bars. A failure prints its message
+(the key, file or address at fault) and where the full log is, and exits with status 1. Tests that call a
+stage's ``main()`` directly get ordinary logging and exceptions.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, TextIO
+
+LOG_DIR_ENV = "DEFR_LOG_DIR"  # default: logs/ under the working directory (the project root)
+_console: TextIO | None = None
+_stage = ""
+
+
+def say(message: str) -> None:
+    """One line for the person at the terminal (and the log).
+
+    In a console run, every INFO record of a ``stages.*`` logger reaches the terminal the same way, so a
+    stage's own ``log.info("wrote ...")`` lines are its console output; library loggers write to the log.
+    """
+    logging.getLogger(f"stages.{_stage or 'console'}").info(message)
+
+
+class _ConsoleHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if _console is None:
+            return
+        with contextlib.suppress(Exception):
+            text = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                text = f"{record.levelname}: {text}"
+            _console.write(f"{_stage}: {text}\n")
+            _console.flush()
+
+
+@contextlib.contextmanager
+def progress_from_log(pattern: str, total: int, desc: str):
+    """A terminal progress bar fed by lines of this stage's log that match ``pattern`` (its first group is
+    the count done): how the train stage shows the epochs that Ray Train workers report."""
+    if _console is None:
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=f"{_stage}: {desc}", file=_console, unit="epoch", leave=True)
+
+    def update(m: re.Match) -> None:
+        bar.set_postfix_str(m.group(0).split(" ", 2)[-1][:60], refresh=False)
+        bar.update(max(0, int(m.group(1)) - bar.n))
+
+    try:
+        with follow(log_path(_stage), pattern, update):
+            yield
+    finally:
+        bar.close()
+
+
+def console_stream() -> TextIO:
+    """Where progress bars should draw: the terminal in a console run, else stderr."""
+    return _console or sys.stderr
+
+
+def log_path(stage: str) -> Path:
+    return Path(os.environ.get(LOG_DIR_ENV, "logs")) / f"{stage}.log"
+
+
+@contextlib.contextmanager
+def follow(path: Path, pattern: str, on_match: Callable[[re.Match], None], interval: float = 1.0):
+    """Calls ``on_match`` for each new line of ``path`` matching ``pattern`` while the block runs (a thread
+    that tails the stage's own log: Ray forwards worker output there, e.g. the train stage's epoch lines)."""
+    stop = threading.Event()
+    regex = re.compile(pattern)
+
+    def tail() -> None:
+        with open(path, errors="replace") as f:
+            f.seek(0, os.SEEK_END)
+            while not stop.is_set():
+                line = f.readline()
+                if not line:
+                    stop.wait(interval)
+                    continue
+                m = regex.search(line)
+                if m:
+                    with contextlib.suppress(Exception):
+                        on_match(m)
+
+    thread = threading.Thread(target=tail, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _hard_exit_after(seconds: float, code: int) -> None:
+    """Ends the process even when its main thread is stuck in C code (a Ray connect loop ignores the
+    SIGTERM handler Ray installs); the local Ray processes it started die with it (Ray fate-shares them)."""
+    time.sleep(seconds)
+    with contextlib.suppress(Exception):
+        say(f"stopped: {'the parent process (dvc) is gone' if code == 129 else 'signal received'}")
+    os._exit(code)
+
+
+def die_with_parent(grace: float = 5.0, poll: float = 0.5) -> None:
+    """Makes this stage end when ``dvc repro`` (its parent) is killed or when it gets SIGTERM/SIGINT.
+
+    Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``); everywhere a watchdog
+    thread notices the parent's death (re-parenting) and any SIGTERM / SIGINT / SIGHUP through the
+    signal wake-up fd, which the C-level handler writes even while the main thread is blocked. The
+    main thread gets ``grace`` seconds to stop cleanly (Ray shuts down, temp files are removed), then the
+    process exits. The next ``dvc repro`` resumes training from the last checkpoint (same run name).
+    """
+    import signal
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def graceful(signum, frame):  # a responsive main thread stops at once
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, graceful)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        import select
+
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], poll)
+            if ready:
+                os.read(read_fd, 64)
+                _hard_exit_after(grace, 143)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)  # the graceful path first, then the hard exit
+                _hard_exit_after(grace, 129)
+
+    threading.Thread(target=watch, daemon=True, name="defr-die-with-parent").start()
+
+
+def _shutdown_ray(timeout: float = 20.0) -> None:
+    """Stops the Ray this process started or joined, without letting a dead cluster hang the exit."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    thread = threading.Thread(target=ray.shutdown, daemon=True)
+    thread.start()
+    thread.join(timeout)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_MININTERVAL", "2")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    logging.captureWarnings(True)
+
+
+def run(main: Callable[[], object], stage: str) -> None:
+    """Runs ``main`` with the console set up; exits 0 on success, 1 with a short message on failure."""
+    global _console, _stage
+    path = log_path(stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logfile = open(path, "w", buffering=1)
+    _console = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    _stage = stage
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(logfile.fileno(), 1)
+    os.dup2(logfile.fileno(), 2)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True)
+    sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), write_through=True)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("stages").addHandler(_ConsoleHandler(logging.INFO))
+    _quiet_libraries()
+    import tqdm as _tqdm  # our bars draw on the terminal; Hugging Face's are off (above)
+    _tqdm.tqdm.__init__ = functools.partialmethod(_tqdm.tqdm.__init__, file=_console)
+    die_with_parent()
+    start = time.perf_counter()
+    code = 0
+    try:
+        main()
+        say(f"done in {time.perf_counter() - start:.0f} s (log: {path})")
+    except (KeyboardInterrupt, SystemExit) as e:
+        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+        if code:
+            say(f"stopped ({type(e).__name__}); log: {path}")
+    except BaseException as e:  # noqa: BLE001 - every failure ends with a readable line and the log's path
+        traceback.print_exc()
+        message = str(e).strip() or type(e).__name__
+        say(f"FAILED: {type(e).__name__}: {message}")
+        say(f"full log: {path}")
+        code = 1
+    finally:
+        _shutdown_ray()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)  # no interpreter teardown: Ray's atexit hooks can hang on a dead cluster
