@@ -6,6 +6,7 @@ __init__ files those imports execute and the package data files the modules load
 should list with:
 
     python -m tests.stage_deps            # one block per stage
+    python -m tests.stage_deps --write    # rewrite the code deps of every stage in dvc.yaml in place
 """
 from __future__ import annotations
 
@@ -100,9 +101,32 @@ def suggested_deps(stage: str) -> list[str]:
     return sorted(out)
 
 
+def rewrite_dvc_yaml(path: Path = ROOT / "dvc.yaml") -> None:
+    """Replaces each stage's project-code deps (lines ``- pipeline/...`` / ``- stages/...``) with the
+    derived ones; data deps, ``${file param}`` deps and comments stay as they are."""
+    out, stage, in_deps = [], None, False
+    for line in path.read_text().split("\n"):
+        head = line.split("#")[0]
+        if head.startswith("  ") and not head.startswith("   ") and head.strip().endswith(":"):
+            stage = head.strip()[:-1]
+        if line.startswith("    ") and not line.startswith("     "):
+            in_deps = line.strip() == "deps:"
+            if in_deps:
+                out.append(line)
+                out += [f"      - {d}" for d in suggested_deps(stage)]
+                continue
+        if in_deps and line.startswith("      - ") and line[8:].split("/")[0] in PACKAGES:
+            continue
+        out.append(line)
+    path.write_text("\n".join(out))
+
+
 if __name__ == "__main__":
     import yaml
 
+    if sys.argv[1:] == ["--write"]:
+        rewrite_dvc_yaml()
+        sys.exit(0)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in (sys.argv[1:] or stages):
         print(f"{stage}:")
