@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -40,14 +41,66 @@ def resolve_address(address: str | None = None) -> str | None:
     return None
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
+CONNECT_TIMEOUT_ENV = "DEFR_RAY_CONNECT_TIMEOUT_S"  # default for init_ray's timeout (placement.connect_timeout_s)
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+HOW_TO_REACH = ("start one with `ray start --head` (then RAY_ADDRESS=<head-ip>:6379), check the address and "
+                "that its port is open from here, or leave placement.ray_address and RAY_ADDRESS empty for a "
+                "local Ray (cluster/README.md)")
+
+
+class RayConnectError(RuntimeError):
+    """The Ray cluster at an address cannot be reached (names the address and what to do)."""
+
+
+def check_python_path(executable: str = sys.executable) -> None:
+    """Refuses a Python whose path has whitespace: Ray starts workers that need a runtime environment
+    (Ray Train's) through an unquoted shell command, so they never start and the run hangs."""
+    if any(c.isspace() for c in executable):
+        raise RuntimeError(
+            f"the Python executable {executable!r} has a space in its path: Ray cannot start its workers "
+            "from there (its raylet runs `bash -c <python path> ...` unquoted) and training would hang. Move "
+            "the project, or put its virtual environment elsewhere (`make demo VENV=/opt/defr-venv`).")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``host:port`` / ``ray://host:port``; None for ``auto``, ``local`` and the like."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout_s: float) -> None:
+    """A TCP connection to the address's host and port, so a wrong address fails in seconds, not after
+    Ray's own retries (minutes of "Failed to connect to GCS")."""
+    import socket
+
+    hp = _host_port(address)
+    if hp is None:
+        return
+    try:
+        with socket.create_connection(hp, timeout=max(1.0, min(timeout_s, 10.0))):
+            pass
+    except OSError as e:
+        raise RayConnectError(f"cannot reach the Ray cluster at {address} ({type(e).__name__}: {e}); "
+                              f"{HOW_TO_REACH}") from None
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, timeout_s: float | None = None,
+             **kwargs):
     """Connects to Ray once per process and returns the ``ray`` module.
 
     Args:
         address: cluster address (``ray://host:10001`` or ``host:6379`` or ``auto``); ``None`` or ``""``
             falls back to ``RAY_ADDRESS``, and to a new local Ray when that is unset too.
         num_cpus: CPUs for a local Ray (ignored when joining a cluster).
+        timeout_s: how long connecting may take (default: ``DEFR_RAY_CONNECT_TIMEOUT_S`` or 30 s).
         **kwargs: passed to ``ray.init``.
+
+    Raises:
+        RayConnectError: the address is unreachable, or connecting takes longer than ``timeout_s``.
+        RuntimeError: a local Ray would start from a Python path Ray cannot use (whitespace).
     """
     import ray
 
@@ -55,14 +108,76 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs):
         return ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    timeout_s = float(timeout_s or os.environ.get(CONNECT_TIMEOUT_ENV) or DEFAULT_CONNECT_TIMEOUT_S)
     address = resolve_address(address)
     if address:
-        log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=True, **kwargs)
+        log.info("connecting to the Ray cluster at %s (timeout %.0f s)", address, timeout_s)
+        check_reachable(address, timeout_s)
+        _init_within(timeout_s, address, dict(address=address, log_to_driver=True, **kwargs))
     else:
-        log.info("no Ray address given (param or RAY_ADDRESS): starting a local Ray")
+        check_python_path()
+        log.info("no Ray address given (placement.ray_address or RAY_ADDRESS): starting a local Ray")
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, **kwargs)
     return ray
+
+
+def _init_within(timeout_s: float, address: str, kwargs: dict) -> None:
+    """``ray.init(**kwargs)`` that gives up after ``timeout_s`` (Ray's own connect loop can retry for
+    minutes on an address that accepts TCP but is no Ray head)."""
+    import threading
+
+    import ray
+
+    outcome: dict = {}
+
+    def connect() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=connect, daemon=True, name="ray-connect")
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise RayConnectError(f"no answer from a Ray cluster at {address} within {timeout_s:.0f} s "
+                              f"({CONNECT_TIMEOUT_ENV} or placement.connect_timeout_s sets the limit); "
+                              f"{HOW_TO_REACH}")
+    if "error" in outcome:
+        e = outcome["error"]
+        raise RayConnectError(f"cannot connect to the Ray cluster at {address}: {type(e).__name__}: {e}; "
+                              f"{HOW_TO_REACH}") from e
+
+
+def check_resources(bundles: int, cpus: float, gpus: float, what: str, params: str) -> None:
+    """Fails at once when the connected cluster cannot ever hold ``bundles`` x {cpus, gpus}.
+
+    Each bundle must fit on one node (a worker or an actor does not span nodes); the message gives the
+    numbers. Set ``DEFR_SKIP_RESOURCE_CHECK=1`` on an autoscaling cluster that grows on demand.
+
+    Args:
+        bundles: workers or actors wanted; cpus, gpus: each one's share.
+        what: e.g. "train: 4 Ray Train workers"; params: the keys that ask for it (named in the error).
+    """
+    import ray
+
+    if os.environ.get("DEFR_SKIP_RESOURCE_CHECK") == "1":
+        return
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    total_cpu = sum(n.get("CPU", 0) for n in nodes)
+    total_gpu = sum(n.get("GPU", 0) for n in nodes)
+    need = f"{bundles} x ({cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else "") + ")"
+    have = f"{len(nodes)} node(s) with {total_cpu:g} CPU and {total_gpu:g} GPU in all"
+    free = sorted(((n.get("CPU", 0), n.get("GPU", 0)) for n in nodes), reverse=True)
+    placed = 0
+    for i, (c, g) in enumerate(free):  # first fit over node totals
+        while placed < bundles and c >= cpus - 1e-9 and g >= gpus - 1e-9:
+            c, g, placed = c - cpus, g - gpus, placed + 1
+        free[i] = (c, g)
+    if placed < bundles:
+        raise ValueError(f"{what} need {need} but the Ray cluster has {have}: at most {placed} fit. Lower "
+                         f"{params}, or connect to a larger cluster (placement.ray_address / RAY_ADDRESS); "
+                         "DEFR_SKIP_RESOURCE_CHECK=1 skips this check on an autoscaling cluster")
 
 
 def cluster_nodes() -> int:

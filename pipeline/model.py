@@ -149,6 +149,35 @@ def _check_name(name: str) -> None:
                          f"(tiny demo models: {list(TINY_MODELS)})")
 
 
+def check_pretrained(model_name: str, pretrained: str) -> None:
+    """Fails fast on weights that cannot load: a missing file / URI, or a tag open_clip does not have for
+    ``model_name`` (with the tags it has). Downloads nothing.
+
+    Raises:
+        FileNotFoundError: a local path or URI that does not exist.
+        ValueError: an unknown pretrained tag.
+    """
+    if not pretrained or pretrained.startswith("hf-hub:"):
+        return
+    looks_like_path = "/" in pretrained or "://" in pretrained or Path(pretrained).suffix in (".pt", ".pth", ".bin",
+                                                                                          ".safetensors")
+    if looks_like_path:
+        if not storage.exists(pretrained):
+            raise FileNotFoundError(f"model.pretrained {pretrained!r}: no such checkpoint file")
+        return
+    import open_clip
+
+    register_project_configs()
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained not in tags:
+        import difflib
+
+        close = difflib.get_close_matches(pretrained, tags, n=1)
+        raise ValueError(f"model.pretrained {pretrained!r} is not a pretrained tag of {model_name}" +
+                         (f"; did you mean {close[0]!r}?" if close else "") +
+                         f" (tags: {', '.join(tags) or 'none: give a checkpoint file'})")
+
+
 def _local_pretrained(pretrained: str) -> str:
     """open_clip loads tags and local files itself; other fsspec URIs are copied to a local temp file."""
     if not pretrained or storage.is_local(pretrained) or pretrained.startswith(("hf-hub:",)):

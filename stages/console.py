@@ -48,25 +48,34 @@ class _ConsoleHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def progress_from_log(pattern: str, total: int, desc: str):
+def progress_from_log(pattern: str, total: int, desc: str, start_pattern: str | None = None):
     """A terminal progress bar fed by lines of this stage's log that match ``pattern`` (its first group is
-    the count done): how the train stage shows the epochs that Ray Train workers report."""
+    the count done): how the train stage shows the epochs that Ray Train workers report. The bar appears
+    at the first line matching ``start_pattern`` (or ``pattern``), so a preflight failure prints no bar."""
     if _console is None:
         yield
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=f"{_stage}: {desc}", file=_console, unit="epoch", leave=True)
+    state: dict = {}
+    regex = re.compile(pattern)
 
     def update(m: re.Match) -> None:
-        bar.set_postfix_str(m.group(0).split(" ", 2)[-1][:60], refresh=False)
-        bar.update(max(0, int(m.group(1)) - bar.n))
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, desc=f"{_stage}: {desc}", file=_console, unit="epoch", leave=True)
+        done = regex.search(m.string)
+        if done:
+            bar = state["bar"]
+            bar.set_postfix_str(done.group(0).split(" ", 2)[-1][:60], refresh=False)
+            bar.update(max(0, int(done.group(1)) - bar.n))
 
+    either = f"(?:{start_pattern})|(?:{pattern})" if start_pattern else pattern
     try:
-        with follow(log_path(_stage), pattern, update):
+        with follow(log_path(_stage), either, update):
             yield
     finally:
-        bar.close()
+        if "bar" in state:
+            state["bar"].close()
 
 
 def console_stream() -> TextIO:

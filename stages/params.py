@@ -84,9 +84,11 @@ def _describe(p: Param) -> str:
     parts = [KIND_NAMES[p.kind]]
     if p.choices:
         parts = [f"one of {', '.join(map(str, p.choices))}"]
-    if p.positive:
+    if p.positive and p.high is not None and p.kind != "list":
+        parts.append(f"in (0, {p.high}]")
+    elif p.positive:
         parts.append("> 0")
-    if p.low is not None and p.high is not None:
+    elif p.low is not None and p.high is not None:
         parts.append(f"in [{p.low}, {p.high}]" if p.kind != "list" else f"with {p.low}..{p.high} items")
     elif p.low is not None:
         parts.append(f">= {p.low}" if p.kind != "list" else f"with at least {p.low} items")

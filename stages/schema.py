@@ -158,6 +158,7 @@ POOL = {
 
 PLACEMENT = {
     "ray_address": Param("str", "", doc="'' = RAY_ADDRESS or a local Ray"),
+    "connect_timeout_s": Param("float", 30, positive=True, doc="how long connecting to a Ray cluster may take"),
     "prepare": {"workers": Param("int", 8, low=1, doc="threads that check images")},
     "embed_text": {
         "batch_size": Param("int", 256, low=1, doc="prompts per forward pass"),

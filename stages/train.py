@@ -79,15 +79,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.sweep:
         with open(args.sweep) as f:
             space = yaml.safe_load(f)
-        frame = sweep_grid(args.images, args.text_embeddings, model, recipe, placement_of(where), space, address)
+        frame = sweep_grid(args.images, args.text_embeddings, model, recipe, placement_of(where), space, address,
+                           where["connect_timeout_s"])
         storage.write_text(frame.to_csv(index=False), args.sweep_out)
         log.info("sweep of %d trials -> %s\n%s", len(frame), args.sweep_out, frame.to_string(index=False))
         return {"trials": len(frame), "best_val_map": float(frame["best_val_map"].max())}
     log.info("training %s (%d epochs, %d workers) on %s", model.model_name, p["epochs"], where["num_workers"],
              args.images)
-    with console.progress_from_log(r"\[defr\] epoch (\d+)/\d+ .*", p["epochs"], "epochs"):
+    with console.progress_from_log(r"\[defr\] epoch (\d+)/\d+ .*", p["epochs"], "epochs", r"Ray Train run \S+ under"):
         metrics, history = train(args.images, args.text_embeddings, model, recipe, placement_of(where),
-                                 args.model_out, address)
+                                 args.model_out, address, where["connect_timeout_s"])
     storage.write_text(history_csv(history), args.history)
     storage.write_json(metrics, args.metrics)
     log.info("best val mAP %.4f at epoch %d%s -> wrote %s, %s", metrics["best_val_map"], metrics["best_epoch"],

@@ -54,7 +54,9 @@ def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_na
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=run_name, storage_path=storage_path,
-                             failure_config=FailureConfig(max_failures=max_failures),
+                             # max_failures: worker and node faults. Ray's default retries a worker group
+                             # that cannot start forever; the driver checked resources, so twice is plenty.
+                             failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=2),
                              checkpoint_config=CheckpointConfig(num_to_keep=keep), callbacks=callbacks),
     )
 

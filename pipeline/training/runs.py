@@ -83,10 +83,23 @@ def history_csv(history: list[dict]) -> str:
     return out.getvalue()
 
 
+def check_model(model: ModelConfig, text: np.ndarray) -> None:
+    """Builds the classifier once in the driver (random weights: fast), so that a configuration error
+    (a model name, a classifier position, embeddings of the wrong shape, a missing checkpoint file or an
+    unknown pretrained tag) fails here with its message instead of in every Ray worker, retried."""
+    import dataclasses
+
+    from pipeline.model import build_model, check_pretrained
+
+    check_pretrained(model.model_name, model.pretrained)
+    build_model(dataclasses.replace(model, pretrained="", metadata=dict(model.metadata)),
+                text if model.init == "text" else None)
+
+
 def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
-             ray_address: str | None):
+             ray_address: str | None, connect_timeout_s: float | None = None):
     """Driver-side set-up shared by a run and a sweep: embeddings, run name, Ray, storage check."""
-    from pipeline.distributed import check_storage_path, cluster_nodes, init_ray
+    from pipeline.distributed import check_resources, check_storage_path, cluster_nodes, init_ray
     from pipeline.training.launcher import loop_config
 
     # Read even for init: random: the head then keeps the text-init shapes (a like-for-like ablation).
@@ -94,7 +107,11 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
     model.text_model = meta.get("model", "")
     settings = {"model": model.to_dict(), "recipe": recipe, "num_workers": where.num_workers}
     name = run_name(where.run_name, settings, {"images": fingerprint(images), "text": fingerprint(text_path)})
-    init_ray(ray_address)
+    check_model(model, text)
+    init_ray(ray_address, timeout_s=connect_timeout_s)
+    check_resources(where.num_workers, where.cpus_per_worker, 1 if where.use_gpu else 0,
+                    f"train: {where.num_workers} Ray Train workers",
+                    "placement.train.num_workers / cpus_per_worker / use_gpu")
     storage_path = check_storage_path(where.storage_path, cluster_nodes(), where.shared_storage,
                                       "placement.train.storage_path")
     config = loop_config(images, text, model, loader_workers=where.loader_workers, **recipe)
@@ -102,7 +119,8 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
 
 
 def train(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
-          model_out: str, ray_address: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+          model_out: str, ray_address: str | None = None, connect_timeout_s: float | None = None
+          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fine-tunes with Ray Train, exports the best epoch to ``model_out`` (atomically).
 
     Returns:
@@ -110,7 +128,7 @@ def train(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any
     """
     from pipeline.training.launcher import export, make_trainer
 
-    config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address)
+    config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address, connect_timeout_s)
     trainer = make_trainer(config, where.num_workers, where.use_gpu, name, storage_path, where.max_failures,
                            where.cpus_per_worker)
     log.info("Ray Train run %s under %s", name, storage_path)
@@ -127,14 +145,14 @@ def train(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any
 
 
 def sweep_grid(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
-               space: dict[str, list], ray_address: str | None = None):
+               space: dict[str, list], ray_address: str | None = None, connect_timeout_s: float | None = None):
     """A Ray Tune grid over recipe keys / model fields (nothing exported); returns the trials as a DataFrame
     sorted by best validation mAP."""
     from pipeline.training.sweep import sweep
 
     if not isinstance(space, dict) or not all(isinstance(v, list) and v for v in space.values()):
         raise ValueError("sweep: expected a mapping of key -> non-empty list of values")
-    config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address)
+    config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address, connect_timeout_s)
     if storage.is_local(storage_path):
         storage_path = str(Path(storage_path).resolve())
     results = sweep(config, space, f"{name}-sweep", storage_path, where.num_workers, where.use_gpu,

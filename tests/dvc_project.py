@@ -1,0 +1,94 @@
+"""A temporary copy of the project as its own git + DVC repository, with DVC run for real through its CLI.
+
+Used by the integration tests that exercise `dvc repro`, `dvc status`, remotes and killed runs.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import DEMO_TEST_PARAMS
+
+ROOT = Path(__file__).resolve().parents[1]
+UP_TO_DATE = "Data and pipelines are up to date."
+
+# Shrunken values for the stages after prepare, applied only to keys the params file has (so the tests keep
+# working as stages gain params); the demo and prepare sections come from tests/conftest.py.
+SHRINK = {
+    "train": {"epochs": 1, "restart_epochs": 1, "batch_size": 16, "global_batch": 16, "image_size": 64,
+              "min_per_class": 0},
+    "score_regions": {"attention_maps": 1},
+    "placement": {"embed_text": {"cache": ""}, "predict": {"actors": 1, "device": "cpu"},
+                  "train": {"num_workers": 1, "loader_workers": 0, "max_failures": 0, "use_gpu": False},
+                  "score_regions": {"device": "cpu"}},
+}
+
+
+def env() -> dict[str, str]:
+    # DVC runs stage commands with the first `python` on PATH: the project's venv, as the Makefile does.
+    e = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    e.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}", DVC_NO_ANALYTICS="1",
+             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+             GIT_COMMITTER_EMAIL="t@example.com", RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+             HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return e
+
+
+def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    out = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed in {cwd}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    return out
+
+
+def dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).parent / "dvc"), *args], cwd, check, timeout)
+
+
+def ran_stages(out: subprocess.CompletedProcess) -> set[str]:
+    """The stages `dvc repro` (or `dvc repro --dry`) ran."""
+    return set(re.findall(r"Running stage '([\w-]+)'", out.stdout + out.stderr))
+
+
+def copy_project(dest: Path) -> None:
+    """The tracked and untracked-but-not-ignored files of the working tree (no data, venv or caches)."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file() and not name.startswith(("tests/", "bench/")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def _update(target: dict, values: dict) -> None:
+    """Sets the keys of ``values`` that ``target`` has (recursively); None values are left alone."""
+    for k, v in values.items():
+        if k in target and isinstance(v, dict) and isinstance(target[k], dict):
+            _update(target[k], v)
+        elif k in target and v is not None:
+            target[k] = v
+
+
+def shrink_params(path: Path) -> None:
+    params = yaml.safe_load(path.read_text())
+    _update(params, DEMO_TEST_PARAMS)
+    _update(params, SHRINK)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def new_project(dest: Path) -> Path:
+    """A shrunken copy of the project, committed in a new git repository."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copy_project(dest)
+    shrink_params(dest / "params.yaml")
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "project"], dest)
+    return dest
