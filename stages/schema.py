@@ -198,3 +198,56 @@ MOVED = {
     **{f"detect.mmdet.{k}": f"placement.detect.{k}" for k in POOL},
     **{f"score_regions.{k}": f"placement.score_regions.{k}" for k in POOL},
 }
+
+
+def markdown() -> str:
+    """docs/params.md, rendered from this schema (tests/unit/test_params_schema.py keeps the file equal)."""
+    from stages.params import REQUIRED, _describe
+
+    def rows(schema: dict, prefix: str):
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                yield from rows(spec, f"{prefix}.{key}")
+            else:
+                default = "(required)" if spec.default is REQUIRED else f"`{spec.default!r}`".replace("|", "\\|")
+                extra = " **file: a dependency of the stage**" if spec.file else ""
+                yield f"| `{prefix}.{key}` | {_describe(spec)} | {default} | {spec.doc}{extra} |"
+
+    head = "| key | allowed | default | meaning |\n|---|---|---|---|"
+    parts = [
+        "# params.yaml, key by key",
+        "",
+        "Generated from `stages/schema.py` (`python -m stages.schema > docs/params.md`); every stage checks its",
+        "keys against it before any work, in milliseconds: a wrong type, a value out of range, an unknown name",
+        "(with a did-you-mean) or an unknown key (with the closest known key) stops the stage with a message",
+        "that names the key, the value and what is allowed. Defaults apply to keys a params file leaves out;",
+        "the committed params.yaml sets every key (the demo's values).",
+        "",
+        "Three kinds of keys:",
+        "- **Stage sections** (`demo`, `prepare`, ..., `evaluate`): what changes a stage's result. dvc.yaml",
+        "  lists each key for its stage, so editing one re-runs that stage and the stages after it.",
+        "- **`placement`**: where and how fast stages run (Ray address, workers, actors, devices, retries,",
+        "  inference batch sizes, caches). No stage lists these keys: moving a run to a cluster re-runs nothing.",
+        "  Changing `placement.train.num_workers` changes the order of floating-point sums, so the model may",
+        "  differ in the last digits; the run is named after it (a new Ray Train run), DVC does not re-run.",
+        "- **`checks`**: guards that decide whether a result is produced, never what it holds.",
+        "",
+        "A key marked *file* names a file or folder the stage reads: dvc.yaml lists it as a dependency",
+        "(`${section.key}`), so editing the file re-runs the stage and DVC's run cache can never restore a",
+        "result computed from other contents. DVC dependencies cannot be empty: `inputs/none` (a committed",
+        "empty file) means no file.",
+        "",
+        "Environment variables: `RAY_ADDRESS` (when `placement.ray_address` is empty),",
+        "`DEFR_RAY_CONNECT_TIMEOUT_S`, `DEFR_SKIP_RESOURCE_CHECK=1` (autoscaling clusters), `DEFR_LOG_DIR`",
+        "(default `logs/`), `DEFR_SHARED_STORAGE` (docs/cluster.md).",
+        "",
+    ]
+    for name, schema in SECTIONS.items():
+        parts += [f"## `{name}`", "", head, *rows(schema, name), ""]
+    parts += ["## `placement`", "", head, *rows(PLACEMENT, "placement"), ""]
+    parts += ["## `checks`", "", head, *rows(CHECKS, "checks"), ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

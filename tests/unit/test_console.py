@@ -1,0 +1,100 @@
+"""The stage console: a few lines on the terminal, everything else in logs/<stage>.log; a failure's message
+and the log's path; a stage that outlives its parent (a killed `dvc repro`) stops by itself."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stage_script(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "fake_stage.py"
+    script.write_text("import logging, os, sys, time\nfrom stages import console\n\n\ndef main():\n" +
+                      textwrap.indent(textwrap.dedent(body).strip("\n"), "    ") +
+                      '\n\n\nconsole.run(main, "fake")\n')
+    return script
+
+
+def run_stage(tmp_path: Path, body: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(stage_script(tmp_path, body))], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_terminal_gets_the_stage_lines_and_the_log_gets_everything(tmp_path):
+    out = run_stage(tmp_path, """
+        print("library chatter on stdout")
+        os.write(2, b"C-level noise on fd 2\\n")
+        logging.getLogger("ray.train").info("Failed to query Ray Train Controller actor state")
+        logging.getLogger("stages.fake").info("wrote data/x.parquet (3 rows)")
+        logging.getLogger("stages.fake").warning("2 of 400 images rejected")
+    """)
+    assert out.returncode == 0, out.stdout + out.stderr
+    terminal = out.stdout.splitlines()
+    assert terminal[0] == "fake: wrote data/x.parquet (3 rows)"
+    assert terminal[1] == "fake: WARNING: 2 of 400 images rejected"
+    assert terminal[2].startswith("fake: done in ") and len(terminal) == 3 and out.stderr == ""
+    log = (tmp_path / "logs" / "fake.log").read_text()
+    for line in ("library chatter on stdout", "C-level noise on fd 2", "Failed to query Ray Train Controller",
+                 "wrote data/x.parquet"):
+        assert line in log
+
+
+def test_a_failure_prints_its_message_and_the_log_path_and_exits_1(tmp_path):
+    out = run_stage(tmp_path, """
+        raise ValueError("params.yaml: train.lr = 'fast': expected a number in (0, 1.0]")
+    """)
+    assert out.returncode == 1
+    assert "fake: FAILED: ValueError: params.yaml: train.lr = 'fast'" in out.stdout
+    assert f"full log: {tmp_path / 'logs' / 'fake.log'}" in out.stdout
+    assert "Traceback" in (tmp_path / "logs" / "fake.log").read_text() and "Traceback" not in out.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stage_whose_parent_is_killed_stops_by_itself(tmp_path):
+    """The parent stands for `dvc repro`: SIGKILL to it must not leave the stage running alone."""
+    script = stage_script(tmp_path, """
+        logging.getLogger("stages.fake").info("working")
+        time.sleep(300)
+    """)
+    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               f"p = subprocess.Popen([sys.executable, {str(script)!r}]); print(p.pid, flush=True); "
+                               "time.sleep(300)"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    log = tmp_path / "logs" / "fake.log"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "working" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.2)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] \
+            if Path(f"/proc/{child}/stat").exists() else "Z"
+        if state == "Z":
+            break
+        time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or \
+        Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", "the orphaned stage still runs"
+
+
+def test_sigterm_stops_a_stage_with_a_message(tmp_path):
+    script = stage_script(tmp_path, """
+        logging.getLogger("stages.fake").info("working")
+        time.sleep(300)
+    """)
+    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "fake: working"
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode != 0 and "stopped" in rest
