@@ -39,7 +39,7 @@ RECIPE_KEYS = ("loss", "ambiguous_as", "unknown_as", "lr", "epochs", "restart_ep
 def read_text_embeddings(path: str, num_classes: int) -> tuple[np.ndarray, dict[str, str]]:
     """[num_classes, D] float32 embeddings ordered by ``hoi`` and the file's metadata; raises naming the file."""
     table = storage.read_parquet(path)
-    meta = storage.parquet_metadata(path) if storage.is_local(path) else {}
+    meta = storage.parquet_metadata(path)
     for col in ("hoi", "embedding"):
         if col not in table.column_names:
             raise ValueError(f"{path}: missing column {col!r} (expected hoi, prompt, embedding)")
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     mconf.metadata = {"demo_only": bool(p.get("demo_only", False)), "trained_by": "stages.train"}
     recipe = {k: P.require(p, k, "train") for k in RECIPE_KEYS}
     name = run_name(p, fingerprint(args.images), fingerprint(args.text_embeddings))
+    storage.check_access(str(p["storage_path"]), "train.storage_path")  # seconds, not after Ray starts
     init_ray(p.get("ray_address") or None)
     p["storage_path"] = check_storage_path(str(p["storage_path"]), cluster_nodes(), p.get("shared_storage"),
                                            "train.storage_path")
