@@ -86,7 +86,8 @@ def test_s3_options_endpoint_timeouts_retries(monkeypatch):
     opts = storage.storage_options("s3")
     assert opts["config_kwargs"]["connect_timeout"] == 2 and opts["config_kwargs"]["read_timeout"] == 60
     assert opts["anon"] is True
-    assert storage.storage_options("memory") == {} and storage.storage_options("gs") == {"use_listings_cache": False}
+    assert storage.storage_options("memory") == {}
+    assert storage.storage_options("gs") == {"use_listings_cache": False}
 
 
 def test_s3_filesystem_carries_the_endpoint_and_settings(monkeypatch):
