@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ def start(log: Path, timeout: float = 60) -> S3Server:
     endpoint_file = log.with_suffix(".endpoint")
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "tests.s3_server", str(endpoint_file)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+                                stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     deadline = time.monotonic() + timeout
     while not endpoint_file.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -142,6 +143,14 @@ def main(argv: list[str] | None = None) -> None:
     from werkzeug.serving import make_server
 
     argv = sys.argv[1:] if argv is None else argv
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:  # a test run killed hard (SIGKILL, OOM) leaves no server behind
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True,
                          request_handler=MotoRequestHandler)
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
