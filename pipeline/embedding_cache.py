@@ -18,10 +18,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline import storage
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ class EmbeddingCache:
         if not location:
             raise ValueError("cache: empty location; give a directory or fsspec URI (or disable the cache)")
         self.location = os.path.expanduser(str(location)) if "://" not in str(location) else str(location)
-        self.fs, self.root = fsspec.core.url_to_fs(self.location)
+        # Driver check, store settings and a probe of bucket and credentials (fails in seconds, naming it).
+        self.fs, self.root = storage.filesystem(self.location, "cache")
+        storage.check_access(self.location, "cache")
 
     def path(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{key[:2]}/{key}.parquet"

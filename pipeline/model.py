@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,14 +178,13 @@ def check_pretrained(model_name: str, pretrained: str) -> None:
 
 
 def _local_pretrained(pretrained: str) -> str:
-    """open_clip loads tags and local files itself; other fsspec URIs are copied to a local temp file."""
+    """open_clip loads tags and local files itself; other URIs are copied once into the local model cache
+    (content-addressed, through pipeline.storage: one download per checkpoint, not one per worker start)."""
     if not pretrained or storage.is_local(pretrained) or pretrained.startswith(("hf-hub:",)):
         return pretrained.removeprefix("file://")
-    suffix = Path(pretrained).suffix or ".pt"
-    fd, tmp = tempfile.mkstemp(suffix=suffix)
-    with os.fdopen(fd, "wb") as out, storage.open_file(pretrained) as src:
-        out.write(src.read())
-    return tmp
+    from pipeline.model_files import local_copy
+
+    return local_copy(pretrained, param="model.pretrained")
 
 
 def _resize_grid(pos: torch.Tensor, n_new: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-import fsspec
+from pipeline import storage
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,10 @@ def fingerprint(uri: str, param: str) -> str:
 
     Raises:
         FileNotFoundError: naming ``param`` when nothing exists at ``uri``.
+        DriverMissing: ``uri``'s store driver is not installed (names ``param`` and the pip command).
     """
-    try:
-        fs, root = fsspec.core.url_to_fs(os.path.expanduser(uri))
-    except (ValueError, ImportError) as e:  # unknown protocol, or its fsspec driver is not installed
-        raise ValueError(f"{param}: cannot open {uri!r}: {e}") from e
-    if not fs.exists(root):
+    fs, root = storage.filesystem(os.path.expanduser(uri), param)  # raises naming param and the pip command
+    if not storage.exists(os.path.expanduser(uri), param):
         raise FileNotFoundError(f"{param}: {uri!r} does not exist (expected a local path or fsspec URI "
                                 "of a checkpoint file or model directory)")
     files = sorted(fs.find(root)) if fs.isdir(root) else [root]
@@ -56,12 +54,12 @@ def fingerprint(uri: str, param: str) -> str:
     return h.hexdigest()[:16]
 
 
-def local_copy(uri: str) -> str:
+def local_copy(uri: str, param: str = "model") -> str:
     """A local path for ``uri``: itself when local, else a copy under :data:`MODEL_COPIES`."""
-    if "://" not in uri or uri.startswith("file://"):
-        return os.path.expanduser(uri.removeprefix("file://"))
-    fs, path = fsspec.core.url_to_fs(uri)
-    dest = Path(MODEL_COPIES).expanduser() / fingerprint(uri, "model") / Path(path).name
+    if storage.is_local(uri):
+        return storage.local_path(uri)
+    fs, path = storage.filesystem(uri, param)
+    dest = Path(MODEL_COPIES).expanduser() / fingerprint(uri, param) / Path(path).name
     if not dest.exists():
         log.info("copying %s to %s", uri, dest)
         dest.parent.mkdir(parents=True, exist_ok=True)

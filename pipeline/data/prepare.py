@@ -68,6 +68,7 @@ def prepare_dataset(src: Sources, vocab: Vocabulary, val_fraction: float = 0.1, 
     """Builds the four tables; see the module docstring. Raises AnnotationError for malformed files."""
     if not (src.hico_anno or src.hicodet_train or src.hicodet_test):
         raise ValueError("prepare: give at least one of hico_anno, hicodet_train, hicodet_test")
+    storage.check_access(src.root, "prepare.root")  # driver, credentials, bucket: fail in seconds
     C = len(vocab)
     labels = read_anno_mat(storage.join(src.root, src.hico_anno), vocab) if src.hico_anno else {}
     rejects: list[tuple[str, str, str]] = []

@@ -20,7 +20,6 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -91,7 +90,7 @@ def read_hico_json(root: str, images: pa.Table, label_space: str = "hico80", wor
         boxes, labels, scores = parsed
         labels = to_coco80(labels, label_space, source=f"{uri} (detect.precomputed.label_space)")
         dets.append(ImageDetections(int(image_id), boxes, labels, scores))
-    fs, path = fsspec.core.url_to_fs(root)
+    fs, path = storage.filesystem(root, "detect.precomputed.path")
     known = {_stem(n) for n in names}
     unmatched = sum(1 for p in fs.glob(path.rstrip("/") + "/*.json") if _stem(p) not in known)
     return dets, rejects, {"files_not_in_image_list": unmatched}

@@ -40,20 +40,25 @@ def loop_config(images: str, text_embeddings: np.ndarray | None, model: ModelCon
 def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_name: str,
                  storage_path: str, max_failures: int, cpus_per_worker: float = 1, keep: int = 2,
                  callbacks: list | None = None):
-    """A ``TorchTrainer`` (DDP; gloo on CPU, NCCL on GPU) for the DEFR recipe."""
+    """A ``TorchTrainer`` (DDP; gloo on CPU, NCCL on GPU) for the DEFR recipe.
+
+    ``storage_path`` is a local directory or any URI :mod:`pipeline.storage` opens (``s3://``, ``gs://``,
+    ``az://``); checkpoints go there through :func:`pipeline.storage.arrow_filesystem`.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from pipeline.training.recipe import train_loop_per_worker
 
-    if storage.is_local(storage_path):
-        storage_path = str(Path(storage_path.removeprefix("file://")).resolve())
+    # A URI gets this project's fsspec filesystem (endpoint override, timeouts, no stale listings) wrapped
+    # for pyarrow, after a probe that fails in seconds on a wrong credential or bucket; a local path None.
+    filesystem, storage_path = storage.arrow_filesystem(storage_path, "placement.train.storage_path")
     resources = {"CPU": cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=run_name, storage_path=storage_path,
+        run_config=RunConfig(name=run_name, storage_path=storage_path, storage_filesystem=filesystem,
                              # max_failures: worker and node faults. Ray's default retries a worker group
                              # that cannot start forever; the driver checked resources, so twice is plenty.
                              failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=2),

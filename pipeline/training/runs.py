@@ -42,7 +42,7 @@ class Placement:
 def read_text_embeddings(path: str, num_classes: int) -> tuple[np.ndarray, dict[str, str]]:
     """[num_classes, D] float32 embeddings ordered by ``hoi`` and the file's metadata; raises naming the file."""
     table = storage.read_parquet(path)
-    meta = storage.parquet_metadata(path) if storage.is_local(path) else {}
+    meta = storage.parquet_metadata(path)
     for col in ("hoi", "embedding"):
         if col not in table.column_names:
             raise ValueError(f"{path}: missing column {col!r} (expected hoi, prompt, embedding)")
@@ -108,6 +108,7 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
     settings = {"model": model.to_dict(), "recipe": recipe, "num_workers": where.num_workers}
     name = run_name(where.run_name, settings, {"images": fingerprint(images), "text": fingerprint(text_path)})
     check_model(model, text)
+    storage.check_access(where.storage_path, "placement.train.storage_path")  # seconds, not after Ray starts
     init_ray(ray_address, timeout_s=connect_timeout_s)
     check_resources(where.num_workers, where.cpus_per_worker, 1 if where.use_gpu else 0,
                     f"train: {where.num_workers} Ray Train workers",

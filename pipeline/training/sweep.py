@@ -42,6 +42,7 @@ def sweep(config: dict[str, Any], space: dict[str, list], name: str, storage_pat
     import ray.tune as tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from pipeline import storage
     from pipeline.training.launcher import make_trainer
 
     for key in space:  # fail before any trial starts
@@ -54,10 +55,11 @@ def sweep(config: dict[str, Any], space: dict[str, list], name: str, storage_pat
                                callbacks=[TuneReportCallback()])
         trainer.fit()
 
+    tune_fs, tune_path = storage.arrow_filesystem(storage_path, "placement.train.storage_path")
     tuner = tune.Tuner(
         tune.with_resources(driver, {"CPU": 0.01}),  # the driver only waits; the workers hold the CPUs
         param_space={k: tune.grid_search(v) for k, v in space.items()},
         tune_config=tune.TuneConfig(metric="best_val_map", mode="max", max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path),
+        run_config=tune.RunConfig(name=name, storage_path=tune_path, storage_filesystem=tune_fs),
     )
     return tuner.fit()

@@ -2,6 +2,10 @@
 
 A stage that fails must leave no partial artifact: every writer writes to a temporary sibling and
 renames it into place only when the content is complete.
+
+Every URI (dataset roots, artifacts, caches, model directories, checkpoints, Ray Train's storage_path)
+goes through :func:`filesystem` (fsspec) or :func:`arrow_filesystem` (pyarrow, for Ray): one driver check,
+one set of object-store settings, errors that name the URI (``pipeline.storage.filesystems``).
 """
 from __future__ import annotations
 
@@ -14,13 +18,19 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.storage.drivers import DRIVERS, DriverMissing, protocol, require_driver
+from pipeline.storage.errors import AccessDenied, BucketNotFound, StorageError, StoreUnreachable
+from pipeline.storage.filesystems import (arrow_filesystem, check_access, errors_for, filesystem, is_local,
+                                          local_path, storage_options)
 
-def is_local(uri: str) -> bool:
-    return "://" not in str(uri) or str(uri).startswith("file://")
+__all__ = ["DRIVERS", "AccessDenied", "BucketNotFound", "DriverMissing", "StorageError", "StoreUnreachable",
+           "absolute_uris", "arrow_filesystem", "atomic_path", "check_access", "exists", "filesystem",
+           "is_local", "join", "local_path", "open_file", "parquet_metadata", "protocol", "read_parquet",
+           "remove_stale_temps", "require_driver", "storage_options", "write_json", "write_parquet",
+           "write_text"]
 
 
 def join(root: str, *parts: str) -> str:
@@ -31,13 +41,27 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
-def open_file(uri: str, mode: str = "rb"):
-    return fsspec.open(str(uri), mode).open()
+def open_file(uri: str | os.PathLike, mode: str = "rb", param: str = ""):
+    """An open file object for a local path or any URI (``mode`` as for ``open``; text modes work too).
+
+    Raises:
+        DriverMissing: the URI's driver is not installed (names the pip command).
+        FileNotFoundError, AccessDenied, BucketNotFound, StoreUnreachable: naming the URI.
+    """
+    fs, path = filesystem(uri, param)
+    if is_local(uri):
+        return fs.open(path, mode)
+    with errors_for(str(uri), fs, param):
+        return fs.open(path, mode)
 
 
-def exists(uri: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(str(uri))
-    return fs.exists(path)
+def exists(uri: str | os.PathLike, param: str = "") -> bool:
+    """Whether a file or directory exists at ``uri``; refused credentials raise (they are not "no")."""
+    fs, path = filesystem(uri, param)
+    if is_local(uri):
+        return fs.exists(path)
+    with errors_for(str(uri), fs, param):
+        return fs.exists(path)
 
 
 def _writer_tag(pid: int | None = None) -> str:
@@ -111,15 +135,20 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, metadata: dict | Non
 def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     uri = str(uri)
     if is_local(uri):
-        if not Path(uri.removeprefix("file://")).exists():
+        if not Path(local_path(uri)).exists():
             raise FileNotFoundError(f"artifact {uri} does not exist (did its stage run?)")
-        return pq.read_table(uri.removeprefix("file://"), columns=columns)
+        return pq.read_table(local_path(uri), columns=columns)
     with open_file(uri) as f:
         return pq.read_table(f, columns=columns)
 
 
 def parquet_metadata(uri: str | os.PathLike) -> dict[str, str]:
-    meta = pq.read_schema(str(uri)).metadata or {}
+    """The schema metadata of a Parquet file (local or URI), without the ARROW:* entries."""
+    if is_local(uri):
+        meta = pq.read_schema(local_path(uri)).metadata or {}
+    else:
+        with open_file(uri) as f:
+            meta = pq.read_schema(f).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW")}
 
 

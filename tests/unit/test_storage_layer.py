@@ -1,0 +1,140 @@
+"""pipeline.storage's URI layer without a network: schemes, the missing-driver error (for real, with a driver
+that is not installed here), the object-store settings, and how SDK errors are named."""
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import fsspec.config
+import pytest
+import yaml
+
+from pipeline import storage
+from pipeline.embedding_cache import EmbeddingCache
+from pipeline.storage.drivers import fsspec_uri, protocol
+from pipeline.storage.errors import translate
+from stages import prepare
+
+AZURE_MISSING = importlib.util.find_spec("adlfs") is None
+GCS_MISSING = importlib.util.find_spec("gcsfs") is None
+needs_no_adlfs = pytest.mark.skipif(not AZURE_MISSING, reason="adlfs is installed: no missing driver to test")
+needs_no_gcsfs = pytest.mark.skipif(not GCS_MISSING, reason="gcsfs is installed: no missing driver to test")
+
+
+@pytest.mark.parametrize("uri, scheme", [("data/x.parquet", ""), ("/abs/x", ""), ("file:///abs/x", ""),
+                                         ("s3://b/k", "s3"), ("S3://b/k", "s3"), ("gs://b/k", "gs"),
+                                         ("azure://c/p", "azure"), ("simplecache::s3://b/k", "s3"),
+                                         ("memory://x", "memory")])
+def test_protocol(uri, scheme):
+    assert protocol(uri) == scheme
+
+
+def test_dvc_azure_scheme_maps_to_fsspec_az():
+    assert fsspec_uri("azure://container/raw/anno.mat") == "az://container/raw/anno.mat"
+    assert fsspec_uri("s3://b/k") == "s3://b/k" and fsspec_uri("rel/path") == "rel/path"
+    assert storage.is_local("file:///x") and not storage.is_local("az://c/x")
+    assert storage.join("azure://c", "raw", "/anno.mat") == "azure://c/raw/anno.mat"
+
+
+@needs_no_adlfs
+@pytest.mark.parametrize("uri", ["azure://container/raw/anno.mat", "az://container/x", "abfs://c@acct/x"])
+def test_a_missing_driver_fails_at_once_with_the_pip_command(uri):
+    t0 = time.perf_counter()
+    with pytest.raises(storage.DriverMissing) as err:
+        storage.open_file(uri)
+    assert time.perf_counter() - t0 < 1.0
+    message = str(err.value)
+    assert uri in message and "Azure Blob Storage" in message
+    assert "pip install -e '.[azure]'" in message and "pip install adlfs dvc-azure" in message
+
+
+@needs_no_adlfs
+def test_the_prepare_stage_names_its_param_when_the_root_needs_a_missing_driver(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"prepare": {"root": "azure://team/hico", "hico_anno": "anno.mat",
+                                                  "hicodet_train": "", "hicodet_test": ""}}))
+    with pytest.raises(storage.DriverMissing, match=r"^prepare\.root: 'azure://team/hico' .*\[azure\]"):
+        prepare.main(["--params", str(params), "--out", str(tmp_path / "prepared")])
+    assert not (tmp_path / "prepared").exists()
+
+
+@needs_no_gcsfs
+def test_a_gcs_cache_without_gcsfs_names_the_gcs_extra():
+    with pytest.raises(storage.DriverMissing, match=r"cache: 'gs://team/cache'.*pip install -e '\.\[gcs\]'"):
+        EmbeddingCache("gs://team/cache")
+
+
+def test_s3_options_endpoint_timeouts_retries(monkeypatch):
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE",
+                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    opts = storage.storage_options("s3")
+    assert "endpoint_url" not in opts and opts["use_listings_cache"] is False
+    assert opts["config_kwargs"] == {"connect_timeout": 10, "read_timeout": 60,
+                                     "retries": {"max_attempts": 3, "mode": "standard"}}
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.local:9000")
+    assert storage.storage_options("s3")["endpoint_url"] == "http://minio.local:9000"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://s3-only.local:9000")  # botocore: the service one wins
+    assert storage.storage_options("s3")["endpoint_url"] == "http://s3-only.local:9000"
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    assert "endpoint_url" not in storage.storage_options("s3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "10")  # botocore reads it; an explicit retries config would win
+    assert "retries" not in storage.storage_options("s3")["config_kwargs"]
+    # fsspec's own config (FSSPEC_S3_* variables, ~/.config/fsspec) overrides key by key.
+    monkeypatch.setattr(fsspec.config, "conf", {"s3": {"config_kwargs": {"connect_timeout": 2}, "anon": True}})
+    opts = storage.storage_options("s3")
+    assert opts["config_kwargs"]["connect_timeout"] == 2 and opts["config_kwargs"]["read_timeout"] == 60
+    assert opts["anon"] is True
+    assert storage.storage_options("memory") == {}
+    assert storage.storage_options("gs") == {"use_listings_cache": False}
+
+
+def test_s3_filesystem_carries_the_endpoint_and_settings(monkeypatch):
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    fs, path = storage.filesystem("s3://bucket/runs/x")
+    assert path == "bucket/runs/x" and fs.endpoint_url == "http://127.0.0.1:9"
+    assert fs.config_kwargs["connect_timeout"] == 10 and fs.dircache.use_listings_cache is False
+    assert "key" not in fs.storage_options and "secret" not in fs.storage_options  # nothing secret pickled
+
+
+def test_local_and_memory_uris_need_no_probe(tmp_path):
+    storage.check_access(tmp_path / "nothing-yet")
+    storage.check_access("memory://scratch/x")
+    fs, path = storage.arrow_filesystem("runs")
+    assert fs is None and path.endswith("/runs") and path.startswith("/")
+    with storage.open_file("memory://defr-unit/a.txt", "wt") as f:
+        f.write("x")
+    assert storage.exists("memory://defr-unit/a.txt") and not storage.exists("memory://defr-unit/b.txt")
+
+
+def test_unknown_scheme_names_the_param():
+    with pytest.raises(ValueError, match=r"^model: cannot open 'nosuchfs://x'"):
+        storage.filesystem("nosuchfs://x", "model")
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (PermissionError("Forbidden"), storage.AccessDenied),
+    (FileNotFoundError("The specified bucket does not exist"), storage.BucketNotFound),
+    (ConnectionRefusedError("refused"), storage.StoreUnreachable),
+    (TimeoutError("timed out"), storage.StoreUnreachable),
+    (OSError("Internal error"), storage.StorageError),
+])
+def test_sdk_errors_become_errors_naming_the_uri(exc, expected):
+    named = translate(exc, "s3://team/runs/x", "train.storage_path", "http://minio:9000")
+    assert type(named) is expected and str(named).startswith("train.storage_path: s3://team/runs/x: ")
+    assert "minio:9000" in str(named)
+    if expected is storage.AccessDenied:
+        assert "AWS_ACCESS_KEY_ID" in str(named) and isinstance(named, PermissionError)
+    if expected is storage.BucketNotFound:
+        assert "'team'" in str(named) and isinstance(named, FileNotFoundError)
+
+
+def test_a_missing_object_stays_a_plain_file_not_found_and_other_errors_pass_through():
+    named = translate(FileNotFoundError("Not Found"), "gs://team/x.parquet")
+    assert type(named) is FileNotFoundError and "gs://team/x.parquet does not exist" in str(named)
+    assert translate(ValueError("bad arg"), "s3://b/k") is None
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in str(translate(PermissionError("403"), "gs://team/x"))
+    assert "AZURE_STORAGE_CONNECTION_STRING" in str(translate(PermissionError("403"), "azure://c/x"))
