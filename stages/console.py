@@ -116,16 +116,28 @@ def follow(path: Path, pattern: str, on_match: Callable[[re.Match], None], inter
         thread.join(timeout=5)
 
 
+def kill_descendants() -> None:
+    """SIGKILLs every process this one started, directly or not (a local Ray: GCS, raylet, its agents and
+    workers). Ray fate-shares some of them with us, not all: its agents outlive a killed raylet."""
+    with contextlib.suppress(Exception):
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+
 def _hard_exit_after(seconds: float, code: int) -> None:
     """Ends the process even when its main thread is stuck in C code (a Ray connect loop ignores the
-    SIGTERM handler Ray installs); the local Ray processes it started die with it (Ray fate-shares them)."""
+    SIGTERM handler Ray installs), taking every process it started with it."""
     time.sleep(seconds)
     with contextlib.suppress(Exception):
         say(f"stopped: {'the parent process (dvc) is gone' if code == 129 else 'signal received'}")
+    kill_descendants()
     os._exit(code)
 
 
-def die_with_parent(grace: float = 5.0, poll: float = 0.5) -> None:
+def die_with_parent(grace: float = 15.0, poll: float = 0.5) -> None:
     """Makes this stage end when ``dvc repro`` (its parent) is killed or when it gets SIGTERM/SIGINT.
 
     Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``); everywhere a watchdog
@@ -222,6 +234,7 @@ def run(main: Callable[[], object], stage: str) -> None:
         code = 1
     finally:
         _shutdown_ray()
+        kill_descendants()  # whatever ray.shutdown left (it gives up on a dead cluster)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
