@@ -25,7 +25,7 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageDraw
 
-from pipeline.vocab import Vocabulary
+from pipeline.datasets.hico_vocab import Vocabulary
 
 # (object, placement) -> verbs shown by that placement.
 SCENES: dict[tuple[str, str], tuple[str, ...]] = {

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import schemas, storage, text_encoders
+from pipeline import schemas, storage
+from pipeline.text import encoders as text_encoders
 from stages import embed_text
 
 pytestmark = pytest.mark.integration

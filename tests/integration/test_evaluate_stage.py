@@ -29,7 +29,7 @@ def write_inputs(prepared: Path, data: Path, noise: float, seed: int = 0) -> Non
     rng = np.random.default_rng(seed)
     images = storage.read_parquet(prepared / "images.parquet")
     test = images.filter(pc.equal(images.column("split"), "test"))
-    labels = label_matrix(test)
+    labels = label_matrix(test, storage.read_parquet(prepared / "classes.parquet").num_rows)
     scores = (labels == 1) + noise * rng.normal(size=labels.shape)
     storage.write_parquet(pa.table({"image_id": test.column("image_id"), "scores": list(scores.astype(np.float32))},
                                    schema=schemas.IMAGE_SCORES), data / "image_scores.parquet", {"demo_only": True})

@@ -28,7 +28,7 @@ def test_mmdet_coco_names_map_to_identity():
 
 
 def test_hico_alphabetical_order_and_aliases_map_by_name():
-    from pipeline.vocab import hico_vocabulary
+    from pipeline.datasets.hico_vocab import hico_vocabulary
 
     objects = hico_vocabulary().objects  # HICO's alphabetical order
     assert class_map(objects).tolist() == hico_vocabulary().object_to_coco80.tolist()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.model_files import fingerprint, is_path, local_copy
+from pipeline.text.model_files import fingerprint, is_path, local_copy
 
 log = logging.getLogger(__name__)
 
