@@ -167,7 +167,14 @@ def read_mpii(files: MpiiFiles) -> DatasetInput:
             raise AnnotationError(f"{ann_uri}: without split lists (prepare.mpii.split_lists: '') every row "
                                   "needs a split (train, val or test)")
         lists = {s: [a.image for a in activities if a.split == s] for s in LIST_NAMES}
-    in_lists = {n for names in lists.values() for n in names}
+    listed: dict[str, str] = {}
+    for split, names in lists.items():
+        for name in names:
+            if name in listed:
+                raise AnnotationError(f"{storage.join(files.root, files.split_lists or files.annotations)}: image {name} "
+                                      f"is listed twice ({listed[name]} and {split})")
+            listed[name] = split
+    in_lists = set(listed)
     unlisted = sum(1 for a in activities if a.name and a.image not in in_lists)
     labelled = [by_image[n] for s in ("train", "val") for n in lists[s] if n in by_image and by_image[n].name]
     categories: dict[str, str | None] = {}
