@@ -36,6 +36,14 @@ def test_hico_alphabetical_order_and_aliases_map_by_name():
     assert class_map(["person", "aeroplane", "sofa"]).tolist() == [0, 4, 57]
 
 
+def test_coco_names_are_a_coco_fact_that_hico_agrees_with():
+    from pipeline.datasets.hico_vocab import hico_vocabulary
+    from pipeline.detection.classes import COCO80_NAMES, coco80_label
+
+    assert list(COCO80_NAMES) == hico_vocabulary().coco80_names
+    assert coco80_label("Sports Ball") == 32 and coco80_label("person") == 0 and coco80_label("unicorn") is None
+
+
 def test_non_coco_detector_is_refused_with_the_names():
     with pytest.raises(ValueError, match=r"not COCO-like.*'traffic cone'.*allow_unmapped_classes"):
         class_map(["person", "car", "traffic cone"], source="my.pth")

@@ -77,3 +77,18 @@ def test_bad_prompts_file_names_the_parameter_and_line(tmp_path, content, expect
 def test_missing_prompts_file_names_the_parameter(tmp_path):
     with pytest.raises(FileNotFoundError, match="prompts_file"):
         read_prompts_file(str(tmp_path / "nope.txt"), 600)
+
+
+def test_plot_groupings_follow_what_the_classes_have(tmp_path):
+    import numpy as np
+
+    from pipeline.text.plots import class_groupings, write_embedding_plots
+
+    assert set(class_groupings(hico_classes())) == {"verb", "object"}
+    mpii = pa.table({"hoi": [0, 1], "name": ["golf", "yoga"], "category": ["sports", "conditioning"]})
+    assert class_groupings(mpii) == {"category": ["sports", "conditioning"]}
+    own = pa.table({"hoi": [0, 1], "name": ["a", "b"], "verb": ["x", None], "object": ["y", "z"]})
+    assert class_groupings(own) == {"object": ["y", "z"]}
+    emb = np.eye(2, 8, dtype=np.float32)                              # 2 classes: no t-SNE, the PCA plane
+    paths = write_embedding_plots(emb, {"name": ["a", "b"]}, tmp_path, "test-model")
+    assert [p.name for p in paths] == ["tsne_by_name.png"] and paths[0].read_bytes()[:4] == b"\x89PNG"
