@@ -171,8 +171,8 @@ def read_mpii(files: MpiiFiles) -> DatasetInput:
     for split, names in lists.items():
         for name in names:
             if name in listed:
-                raise AnnotationError(f"{storage.join(files.root, files.split_lists or files.annotations)}: image {name} "
-                                      f"is listed twice ({listed[name]} and {split})")
+                where = storage.join(files.root, files.split_lists or files.annotations)
+                raise AnnotationError(f"{where}: image {name} is listed twice ({listed[name]} and {split})")
             listed[name] = split
     in_lists = set(listed)
     unlisted = sum(1 for a in activities if a.name and a.image not in in_lists)

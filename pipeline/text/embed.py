@@ -47,7 +47,8 @@ def embed_classes(classes_path: str, out_path: str, plots_dir: str, prompts: Pro
     metadata = {
         "model_id": encoder.model_id, "backend": encoder.backend, "model": encoder.model,
         "pretrained": encoder.pretrained, "pooling": encoder.pooling,
-        "template": templates.get("template", ""), "no_interaction_template": templates.get("no_interaction_template", ""),
+        "template": templates.get("template", ""),
+        "no_interaction_template": templates.get("no_interaction_template", ""),
         "name_template": templates.get("name_template", ""),
         "prompts_file": prompts.prompts_file, "dim": str(emb.shape[1]), "content_hash": key,
         "demo_random_init": str(encoder.random_init).lower(),

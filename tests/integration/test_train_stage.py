@@ -73,7 +73,8 @@ def test_two_workers_survive_a_killed_worker_and_export_the_best_epoch(prepared_
     tf = inference_transform(model.config)
     with torch.no_grad():
         scores = model(torch.stack([tf(load_image(u)) for u in val.column("uri").to_pylist()])).numpy()
-    assert hico_classification_map(scores, label_matrix(val, 600)).map == pytest.approx(metrics["best_val_map"], abs=1e-6)
+    val_map = hico_classification_map(scores, label_matrix(val, 600)).map
+    assert val_map == pytest.approx(metrics["best_val_map"], abs=1e-6)
 
     # A re-run with the same params (same run name) resumes the finished run: no epoch is trained again.
     monkeypatch.delenv("DEFR_FAULT_INJECTION")

@@ -63,8 +63,10 @@ def test_json_lines_single_label_prompts_only_and_a_val_split(tmp_path):
         {"name": "sunny", "prompt": "a photo on a sunny day", "category": "weather", "rare": False},
         {"name": "rainy", "prompt": "a photo on a rainy day", "category": "weather", "rare": True}]))
     (root / "labels.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"image": "0.jpg", "split": "train", "labels": ["sunny"]}, {"image": "1.jpg", "split": "train", "label": "rainy"},
-        {"image": "2.jpg", "split": "val", "labels": ["rainy"]}, {"image": "3.jpg", "split": "test", "labels": ["sunny"]},
+        {"image": "0.jpg", "split": "train", "labels": ["sunny"]},
+        {"image": "1.jpg", "split": "train", "label": "rainy"},
+        {"image": "2.jpg", "split": "val", "labels": ["rainy"]},
+        {"image": "3.jpg", "split": "test", "labels": ["sunny"]},
         {"image": "4.jpg", "split": "test", "labels": ["sunny", "rainy"]},
         {"image": "5.jpg", "split": "train", "labels": ["snowy"]}]))
     out = prepare_dataset("table", str(root), {"classes": "classes.jsonl", "labels": "labels.jsonl",
@@ -99,6 +101,7 @@ def test_bad_labels_and_pairs_name_file_and_row(raw):
     with pytest.raises(AnnotationError, match=r"row 2: split 'holdout'; expected one of"):
         prepare_dataset("table", str(raw), {})
     write_csv(raw / "labels.csv", "image,split,label", "train_00000.jpg,train,juggle ball")
-    write_csv(raw / "pairs.csv", "image,label,human_box,object_box", 'train_00000.jpg,juggle ball,"[1, 2, 3]","[1,2,3,4]"')
+    write_csv(raw / "pairs.csv", "image,label,human_box,object_box",
+              'train_00000.jpg,juggle ball,"[1, 2, 3]","[1,2,3,4]"')
     with pytest.raises(AnnotationError, match=r"pairs\.csv row 2: human_box = .*expected \[x1, y1, x2, y2\]"):
         prepare_dataset("table", str(raw), {"pairs": "pairs.csv"})

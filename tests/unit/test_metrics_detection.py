@@ -145,8 +145,8 @@ def test_arrow_tables_and_ties_match_the_official_loop(dense_limit, monkeypatch)
     shift = np.array([1.0, 1.0, 0.0, 0.0])                                  # 1-based -> pipeline
     dets = pa.table(dict(image_id=det_img, hoi=det_hoi.astype(np.int16),
                          human_box=list(det_h - shift), object_box=list(det_o - shift), score=score))
-    ours = hicodet_map(dets.cast(HOI_DETECTIONS), table(list(zip(gt_img, gt_hoi, gt_h - shift, gt_o - shift)),
-                                                         False), rare=[], num_classes=600, image_ids=np.arange(n_img + 2))
+    gt = table(list(zip(gt_img, gt_hoi, gt_h - shift, gt_o - shift)), False)
+    ours = hicodet_map(dets.cast(HOI_DETECTIONS), gt, rare=[], num_classes=600, image_ids=np.arange(n_img + 2))
     ref = official_loop_map(det_img.tolist(), det_hoi, np.hstack([det_h, det_o]).tolist(), score.tolist(),
                             gt_img, gt_hoi, np.hstack([gt_h, gt_o]), [0, 1, 2])
     np.testing.assert_allclose(ours.per_class[:3], ref, rtol=0, atol=1e-12)

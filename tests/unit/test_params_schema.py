@@ -51,7 +51,8 @@ def test_schema_choices_are_the_librarys_own_lists():
     ("evaluate", {"classification": "yes"}, r"evaluate.classification = 'yes': expected true or false"),
     ("prepare", {"dataset": "mpi"}, r"prepare.dataset = 'mpi': expected one of hico, mpii, table; did you mean 'mpii'"),
     ("prepare", {"table": {"label_mode": "one"}}, r"prepare.table.label_mode = 'one': expected one of multi, single"),
-    ("embed_text", {"name_template": "a person {activity}"}, r"embed_text.name_template = .*unknown field \{activity\}"),
+    ("embed_text", {"name_template": "a person {activity}"},
+     r"embed_text.name_template = .*unknown field \{activity\}"),
 ])
 def test_bad_values_are_refused_naming_key_value_and_what_is_allowed(tmp_path, section, values, message):
     path = write(tmp_path, **{section: values})
