@@ -16,13 +16,14 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.embedding_cache import EmbeddingCache, content_hash, embed_prompts  # noqa: E402
-from pipeline.text_encoders import text_encoder  # noqa: E402
-from pipeline.vocab import hico_vocabulary  # noqa: E402
+from pipeline.datasets.hico import hico_classes  # noqa: E402
+from pipeline.text.cache import EmbeddingCache, content_hash, embed_prompts  # noqa: E402
+from pipeline.text.encoders import text_encoder  # noqa: E402
+from pipeline.text.prompts import class_prompts  # noqa: E402
 
 
 def main() -> None:
-    prompts = hico_vocabulary().prompts()
+    prompts = class_prompts(hico_classes())
     enc = text_encoder("sentence_transformers", device="cpu")
     start = time.perf_counter()
     enc.load()

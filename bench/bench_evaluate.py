@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.metrics import hico_classification_map, hicodet_map
 from pipeline.metrics.reference import official_loop_map
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.hico_vocab import hico_vocabulary
 
 SHARED = Path(os.environ.get("DEFR_SHARED_HICO", Path(__file__).resolve().parents[2] / "shared" / "data" / "hico"))
 
@@ -93,8 +93,9 @@ def main() -> None:
     gt = dict(image_id=img, hoi=hoi, human_box=gt_conv[:, :4], object_box=gt_conv[:, 4:])
     print(f"ground truth: {len(img):,} pairs on {n_images:,} images; detections: {len(det_img):,}")
 
-    t_vec, res = _timed(lambda: hicodet_map(dets, gt, rare, image_ids=np.arange(n_images)), repeat=3)
-    t_ko, res_ko = _timed(lambda: hicodet_map(dets, gt, rare, known_object=True, image_ids=np.arange(n_images)),
+    t_vec, res = _timed(lambda: hicodet_map(dets, gt, rare, 600, image_ids=np.arange(n_images)), repeat=3)
+    t_ko, res_ko = _timed(lambda: hicodet_map(dets, gt, rare, 600, known_object=True, image_ids=np.arange(n_images),
+                                                hoi_object=hico_vocabulary().hoi_object),
                           repeat=3)
     print(f"vectorized hicodet_map: {_fmt(t_vec)} default, {_fmt(t_ko)} known-object")
     print(f"  mAP full/rare/non-rare: {100 * res.full:.2f} / {100 * res.rare:.2f} / {100 * res.non_rare:.2f}"
@@ -120,6 +121,7 @@ def main() -> None:
     labels = loadmat(SHARED / "anno.mat", variable_names=["anno_test"])["anno_test"].T
     scores = np.random.default_rng(2).random(labels.shape) + 0.5 * (labels == 1)
     t_cls, cls = _timed(lambda: hico_classification_map(scores, labels), repeat=3)
-    t_cls_ko, _ = _timed(lambda: hico_classification_map(scores, labels, known_object=True), repeat=3)
+    t_cls_ko, _ = _timed(lambda: hico_classification_map(scores, labels, known_object=True,
+                                                         hoi_object=hico_vocabulary().hoi_object), repeat=3)
     print(f"HICO classification mAP on {labels.shape[0]:,} x {labels.shape[1]}: {_fmt(t_cls)} default, "
           f"{_fmt(t_cls_ko)} known-object (mAP {100 * cls.map:.2f} on noisy scores)")

@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.data.hicodet import read_instances_json
-from pipeline.data.prepare import Sources, prepare_dataset
 from pipeline.data.synthetic import generate
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.adapters import prepare_dataset
+from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.datasets.hicodet import read_instances_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hico" / "instances_test2015.json"
 
@@ -30,14 +30,15 @@ def main() -> None:
     vocab = hico_vocabulary()
     with tempfile.TemporaryDirectory() as tmp:
         t_gen, _ = _timed(lambda: generate(Path(tmp) / "raw", vocab, n_train=1800, n_test=400))
-        src = Sources(str(Path(tmp) / "raw"), "anno.mat", "instances_train2015.json", "instances_test2015.json")
+        files = {"anno": "anno.mat", "hicodet_train": "instances_train2015.json",
+                 "hicodet_test": "instances_test2015.json"}
         n = 2200
         print(f"generate demo: {n / t_gen:.0f} images/s ({t_gen:.1f} s for {n})")
         runs = {}
         for label, kw in (("1 thread, full decode", dict(workers=1)),
                           ("8 threads, full decode", dict(workers=8)),
                           ("8 threads, header only", dict(workers=8, decode_images=False))):
-            runs[label], out = _timed(lambda: prepare_dataset(src, vocab, **kw))
+            runs[label], out = _timed(lambda: prepare_dataset("hico", str(Path(tmp) / "raw"), files, **kw))
             assert out.images.num_rows == n
         base = runs["1 thread, full decode"]
         for label, t in runs.items():

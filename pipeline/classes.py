@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,56 @@ class ClassSpace:
         return cls(out)
 
     @classmethod
+    def from_table(cls, table: pa.Table, source: str = "classes") -> "ClassSpace":
+        """The classes of a ``classes.parquet`` table (checked by :func:`check_classes`)."""
+        table = check_classes(table, source)
+        cols = {c: table.column(c).to_pylist() if c in table.column_names else [None] * table.num_rows
+                for c in ("name", "verb", "object", "coco80")}
+        return cls([ClassInfo(n, v, o, None if c is None else int(c))
+                    for n, v, o, c in zip(cols["name"], cols["verb"], cols["object"], cols["coco80"])])
+
+    @classmethod
     def hico(cls) -> "ClassSpace":
         """The 600 HICO classes (names ``"<verb> <object>"`` as in HICO's own lists)."""
-        from pipeline.vocab import hico_vocabulary
+        from pipeline.datasets.hico_vocab import hico_vocabulary
 
         vocab = hico_vocabulary()
         coco = vocab.object_to_coco80
         return cls([ClassInfo(f"{c.verb} {c.object}", c.verb, c.object, int(coco[c.object_idx]))
                     for c in (vocab[h] for h in range(len(vocab)))])
+
+
+def check_classes(table: pa.Table, source: str = "classes") -> pa.Table:
+    """A classes table sorted by class id, checked: ``hoi`` holds each of 0..C-1 once and every class has
+    a non-empty, unique name. A table written before classes had names gets ``"<verb> <object>"``.
+
+    Raises:
+        ValueError: naming ``source`` and the first bad row.
+    """
+    if "hoi" not in table.column_names:
+        raise ValueError(f"{source}: no 'hoi' column (the class id)")
+    if table.num_rows == 0:
+        raise ValueError(f"{source}: no classes")
+    hoi = table.column("hoi").to_pylist()
+    if None in hoi or sorted(hoi) != list(range(len(hoi))):
+        bad = next((r for r, h in enumerate(hoi) if h is None or not 0 <= h < len(hoi)), None)
+        where = f"row {bad}: hoi {hoi[bad]!r} is outside [0, {len(hoi)})" if bad is not None else "duplicate hoi ids"
+        raise ValueError(f"{source} {where}; expected each class id 0..{len(hoi) - 1} exactly once")
+    table = table.take(np.argsort(np.asarray(hoi), kind="stable"))
+    if "name" not in table.column_names:
+        if not {"verb", "object"} <= set(table.column_names):
+            raise ValueError(f"{source}: no 'name' column (and no verb / object to name the classes by)")
+        names = [f"{v} {o}" for v, o in zip(table.column("verb").to_pylist(), table.column("object").to_pylist())]
+        table = table.append_column("name", pa.array(names, pa.string()))
+    names = table.column("name").to_pylist()
+    seen: dict[str, int] = {}
+    for row, name in enumerate(names):
+        if not name or not str(name).strip():
+            raise ValueError(f"{source} class {row}: empty name")
+        if name in seen:
+            raise ValueError(f"{source} class {row}: name {name!r} repeats class {seen[name]}")
+        seen[name] = row
+    return table
 
 
 def model_classes(config) -> ClassSpace:

@@ -1,14 +1,17 @@
-"""Multi-label losses on logits with targets coded +1 (positive), -1 (negative), 0 (excluded).
+"""Classification losses on logits with targets coded +1 (positive), -1 (negative), 0 (excluded).
 
 ``lse_sign_loss`` is the paper's eq. (2); BCE, weighted BCE and focal are the baselines of its Table 7.
-Every loss returns the mean over the batch of a per-image sum over the classes with a non-zero target.
+Every one of these returns the mean over the batch of a per-image sum over the classes with a non-zero
+target. ``softmax_ce_loss`` is the single-label loss (MPII: one activity per image): the cross entropy of
+a softmax over the classes not excluded, which needs exactly one positive per image; a single-label
+dataset codes its images +1 for their class and -1 for every other one (``pipeline.datasets.build``).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("lse_sign", "bce", "weighted_bce", "focal")
+LOSSES = ("lse_sign", "bce", "weighted_bce", "focal", "softmax_ce")
 
 
 def _check(logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -71,14 +74,47 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, 
     return (loss * (y != 0).float()).sum(dim=1).mean()
 
 
+def softmax_ce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``-log softmax(s)[positive]``, the softmax over the non-excluded classes.
+
+    Raises:
+        ValueError: a row without exactly one positive (the loss is for single-label data).
+    """
+    _check(logits, targets)
+    positive = targets > 0
+    counts = positive.sum(dim=1)
+    if (counts != 1).any():
+        row = int(torch.nonzero(counts != 1)[0, 0])
+        raise ValueError(f"softmax_ce: image {row} of the batch has {int(counts[row])} positive classes; the loss "
+                         "needs exactly one (single-label data)")
+    s = logits.float().masked_fill(targets == 0, float("-inf"))
+    return (torch.logsumexp(s, dim=1) - s[positive]).mean()
+
+
+def check_single_label(train_targets: torch.Tensor) -> None:
+    """Raises naming the first training image without exactly one positive class."""
+    counts = (torch.as_tensor(train_targets) > 0).sum(dim=1)
+    bad = torch.nonzero(counts != 1)
+    if len(bad):
+        row = int(bad[0, 0])
+        raise ValueError(f"train.loss softmax_ce needs exactly one positive class per training image (single-label "
+                         f"data such as MPII); training image {row} has {int(counts[row])} ({int(len(bad))} such "
+                         "images): use lse_sign, bce, weighted_bce or focal for multi-label data")
+
+
 def make_loss(name: str, train_targets: torch.Tensor | None = None):
-    """Returns ``fn(logits, targets)`` for a loss name in :data:`LOSSES` (weighted BCE needs the train targets)."""
+    """Returns ``fn(logits, targets)`` for a loss name in :data:`LOSSES` (weighted BCE needs the train targets;
+    softmax CE checks them: one positive per image)."""
     if name == "lse_sign":
         return lse_sign_loss
     if name == "bce":
         return bce_loss
     if name == "focal":
         return focal_loss
+    if name == "softmax_ce":
+        if train_targets is not None:
+            check_single_label(train_targets)
+        return softmax_ce_loss
     if name == "weighted_bce":
         if train_targets is None:
             raise ValueError("loss 'weighted_bce' needs the training targets for its class weights")

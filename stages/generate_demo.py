@@ -1,19 +1,22 @@
-"""DEMO ONLY: writes the synthetic HICO-format dataset (see pipeline/data/synthetic.py).
+"""DEMO ONLY: writes a synthetic dataset in the real file formats of HICO, MPII or the ``table`` adapter.
 
     python -m stages.generate_demo --out data/demo/raw        # or: dvc repro generate_demo
 
-Reads params.yaml ``demo``. The output is written to a temporary folder and renamed into place.
+Reads params.yaml ``demo``: ``dataset`` picks the format (hico: pipeline/data/synthetic.py; mpii, table:
+pipeline/data/synthetic_activities.py); set ``prepare.dataset`` to the same value. For mpii, ``n_test``
+images form the benchmark's val list (the split evaluated). The output is written to a temporary folder
+and renamed into place.
 """
 from __future__ import annotations
 
 import json
+import logging
 
 from pipeline import storage
-from pipeline.data.synthetic import generate
-from pipeline.vocab import hico_vocabulary
 from stages import console
 from stages import params as P
 
+log = logging.getLogger("stages.generate_demo")
 
 def main(argv: list[str] | None = None) -> dict:
     ap = P.parser(__doc__.splitlines()[0])
@@ -21,10 +24,27 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     P.setup_logging()
     cfg = P.load("demo", args.params)
+    size = tuple(cfg["image_size"])
     with storage.atomic_path(args.out) as tmp:
-        summary = generate(tmp, hico_vocabulary(), n_train=cfg["n_train"], n_test=cfg["n_test"],
-                           seed=cfg["seed"], image_size=tuple(cfg["image_size"]), zipf=float(cfg["zipf"]))
+        if cfg["dataset"] == "hico":
+            from pipeline.data.synthetic import generate
+            from pipeline.datasets.hico_vocab import hico_vocabulary
+
+            summary = generate(tmp, hico_vocabulary(), n_train=cfg["n_train"], n_test=cfg["n_test"],
+                               seed=cfg["seed"], image_size=size, zipf=float(cfg["zipf"]))
+        elif cfg["dataset"] == "mpii":
+            from pipeline.data.synthetic_activities import generate_mpii
+
+            summary = generate_mpii(tmp, n_train=cfg["n_train"], n_val=cfg["n_test"], n_test=max(1, cfg["n_test"] // 8),
+                                    seed=cfg["seed"], image_size=size, zipf=float(cfg["zipf"]))
+        else:
+            from pipeline.data.synthetic_activities import generate_table
+
+            summary = generate_table(tmp, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=cfg["seed"],
+                                     image_size=size)
     print(json.dumps({k: v for k, v in summary.items() if k != "scenes"}))
+    log.info("wrote %s: synthetic %s-format data (DEMO ONLY), %d train / %d test images", args.out,
+             cfg["dataset"], cfg["n_train"], cfg["n_test"])
     return summary
 
 

@@ -152,8 +152,9 @@ def validate(values: Any, schema: Schema, prefix: str, moved: dict[str, str] | N
         full = f"{prefix}.{key}"
         if key not in schema:
             if moved and full in moved:
-                problems.append(f"{full}: this key moved to {moved[full]} (where and how fast a stage runs "
-                                "is not a param of its result: docs/params.md)")
+                why = ("where and how fast a stage runs is not a param of its result" if
+                       moved[full].startswith("placement.") else "each dataset adapter has its own section")
+                problems.append(f"{full}: this key moved to {moved[full]} ({why}: docs/params.md)")
                 continue
             close = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
             hint = f"; did you mean {prefix}.{close[0]}?" if close else ""

@@ -1,10 +1,14 @@
-"""Raw HICO / HICO-DET (or the synthetic demo) -> Parquet tables.
+"""Raw dataset (HICO / HICO-DET, MPII activities, or your own tables; or the synthetic demo) -> Parquet tables.
 
     python -m stages.prepare --out data/prepared              # or: dvc repro prepare
 
-Reads params.yaml ``prepare`` (root may be a local path or an fsspec URI: s3://, gs://, memory://).
-Writes ``images.parquet``, ``pairs.parquet``, ``classes.parquet`` and ``rejects.parquet`` (every image or
-pair left out, with the reason) into one folder, renamed into place only when all four are written.
+Reads params.yaml ``prepare``: ``dataset`` (hico | mpii | table) picks the adapter, ``prepare.<dataset>``
+says where its files are under ``root`` (a local path or an fsspec URI: s3://, gs://, memory://);
+docs/datasets.md describes the formats. ``checks.max_reject_fraction``: a split that loses more of its
+images or pairs fails the stage before anything is written.
+Writes ``images.parquet``, ``pairs.parquet``, ``classes.parquet`` (the label space every later stage reads)
+and ``rejects.parquet`` (every image or pair left out, with the reason) into one folder, renamed into place
+only when all four are written.
 """
 from __future__ import annotations
 
@@ -14,8 +18,7 @@ import logging
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.data.prepare import Sources, prepare_dataset
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.adapters import prepare_dataset
 from stages import console
 from stages import params as P
 
@@ -29,25 +32,29 @@ def main(argv: list[str] | None = None) -> dict:
     P.setup_logging()
     cfg = P.load("prepare", args.params)
     where = P.placement("prepare", args.params)
-    src = Sources(root=str(cfg["root"]), hico_anno=cfg["hico_anno"], hicodet_train=cfg["hicodet_train"],
-                  hicodet_test=cfg["hicodet_test"], train_images=cfg["train_images"],
-                  test_images=cfg["test_images"])
-    out = prepare_dataset(src, hico_vocabulary(), val_fraction=cfg["val_fraction"], seed=cfg["seed"],
-                          decode_images=cfg["check_images"], workers=where["workers"])
-    meta = {"source_root": src.root, "demo_only": "data/demo" in src.root}
+    dataset, root = cfg["dataset"], str(cfg["root"])
+    out = prepare_dataset(dataset, root, cfg[dataset], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
+                          decode_images=cfg["check_images"], workers=where["workers"],
+                          max_reject_fraction=P.checks(args.params)["max_reject_fraction"])
+    meta = {"source_root": root, "demo_only": "data/demo" in root}
     with storage.atomic_path(args.out) as tmp:
         tmp.mkdir()
         for name in ("images", "pairs", "classes", "rejects"):
-            table = getattr(out, name).replace_schema_metadata(
-                {**(getattr(out, name).schema.metadata or {}), b"defr": json.dumps(meta).encode()})
+            table = getattr(out, name)
+            # The dataset's facts (adapter, label mode, split mapping) travel with the label space.
+            extra = out.metadata if name == "classes" else {}
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), b"defr": json.dumps(meta | extra).encode()})
             pq.write_table(table, tmp / f"{name}.parquet")
+    for line in out.summary:
+        log.warning("%s (see %s/rejects.parquet)", line, args.out)
     splits = out.images.column("split").value_counts().to_pylist()
-    summary = {"images": {d["values"]: d["counts"] for d in splits}, "pairs": out.pairs.num_rows,
+    summary = {"dataset": dataset, "classes": out.classes.num_rows,
+               "images": {d["values"]: d["counts"] for d in splits}, "pairs": out.pairs.num_rows,
                "rejects": out.rejects.num_rows}
-    if out.rejects.num_rows:
-        log.warning("%d rejected rows, see %s/rejects.parquet; first: %s", out.rejects.num_rows, args.out,
-                    out.rejects.slice(0, 1).to_pylist()[0])
     print(json.dumps(summary))
+    log.info("wrote %s: %s dataset, %d classes, images %s, %d pairs, %d rejected rows", args.out, dataset,
+             out.classes.num_rows, summary["images"], out.pairs.num_rows, out.rejects.num_rows)
     return summary
 
 

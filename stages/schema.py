@@ -15,10 +15,12 @@ import string
 
 from stages.params import NO_FILE, Param
 
-LOSSES = ("lse_sign", "bce", "weighted_bce", "focal")
+LOSSES = ("lse_sign", "bce", "weighted_bce", "focal", "softmax_ce")
+DATASETS = ("hico", "mpii", "table")
+LABEL_MODES = ("multi", "single")
 DETECT_BACKENDS = ("mmdet", "precomputed", "oracle")
 EMBED_BACKENDS = ("open_clip", "transformers", "sentence_transformers")
-TEMPLATE_FIELDS = ("verb", "verb_ing", "object", "a_object")
+TEMPLATE_FIELDS = ("verb", "verb_ing", "object", "a_object", "name", "category")
 PATCH_RULES = ("any", "center", "fraction")
 SCORE_PATHS = ("shared_prefix", "naive")
 DEVICES = ("auto", "cpu", "cuda")
@@ -46,6 +48,7 @@ def _file(doc: str, default: str = NO_FILE) -> Param:
 
 SECTIONS = {
     "demo": {  # DEMO ONLY: the synthetic dataset
+        "dataset": Param("str", "hico", choices=DATASETS, doc="the file format written (set prepare.dataset too)"),
         "seed": Param("int", 0, low=0),
         "n_train": Param("int", 1800, low=10, doc="synthetic training images"),
         "n_test": Param("int", 400, low=1, doc="synthetic test images"),
@@ -54,15 +57,35 @@ SECTIONS = {
         "zipf": Param("float", 2.0, low=0, doc="long tail exponent"),
     },
     "prepare": {
+        "dataset": Param("str", "hico", choices=DATASETS, doc="the adapter that reads root (docs/datasets.md)"),
         "root": _file("raw dataset root, local path or fsspec URI", "data/demo/raw"),
-        "hico_anno": Param("str", "anno.mat", doc="HICO image labels relative to root; '' derives them from boxes"),
-        "hicodet_train": Param("str", "instances_train2015.json", doc="HICO-DET train boxes; '' for none"),
-        "hicodet_test": Param("str", "instances_test2015.json", doc="HICO-DET test boxes; '' for none"),
-        "train_images": Param("str", "images/train2015"),
-        "test_images": Param("str", "images/test2015"),
-        "val_fraction": Param("float", 0.1, low=0, high=0.9, doc="train images held out for validation"),
+        "val_fraction": Param("float", 0.1, low=0, high=0.9, doc="train images held out for validation "
+                              "(not applied when the dataset has a val split of its own)"),
         "seed": Param("int", 0, low=0),
         "check_images": Param("bool", True, doc="decode every image (catches truncated files)"),
+        "hico": {  # dataset: hico; paths relative to root
+            "anno": Param("str", "anno.mat", doc="HICO image labels; '' derives them from the boxes"),
+            "hicodet_train": Param("str", "instances_train2015.json", doc="HICO-DET train boxes "
+                                   "(.json or anno_bbox.mat); '' for none"),
+            "hicodet_test": Param("str", "instances_test2015.json", doc="HICO-DET test boxes; '' for none"),
+            "train_images": Param("str", "images/train2015"),
+            "test_images": Param("str", "images/test2015"),
+        },
+        "mpii": {  # dataset: mpii; paths relative to root
+            "annotations": Param("str", "mpii_human_pose_v1_u12_1.mat", doc="the official .mat, or a labels "
+                                 "table image,split,activity[,category] (.csv / .jsonl)"),
+            "split_lists": Param("str", ".", doc="folder of images_mpii_{train,val,test}.txt; '' = the labels "
+                                 "table's split column"),
+            "images": Param("str", "images"),
+        },
+        "table": {  # dataset: table; paths relative to root
+            "classes": Param("str", "classes.csv", doc="one row per class: name[, verb, verb_ing, object, prompt, "
+                             "category, coco_object, rare]"),
+            "labels": Param("str", "labels.csv", doc="image, split, label(s)"),
+            "pairs": Param("str", "", doc="optional human-object boxes for HOI detection; '' for none"),
+            "images": Param("str", "images"),
+            "label_mode": Param("str", "multi", choices=LABEL_MODES, doc="single: exactly one label per image"),
+        },
     },
     "embed_text": {
         "backend": Param("str", "sentence_transformers", choices=EMBED_BACKENDS),
@@ -70,8 +93,12 @@ SECTIONS = {
         "pretrained": Param("str", "", doc="open_clip pretrained tag (openai, ...); '' = random init (DEMO ONLY)"),
         "model_file": _file("local checkpoint (open_clip) or model folder (transformers) instead of a download"),
         "pooling": Param("str", "cls", choices=("cls", "mean", "pooler")),
-        "template": Param("str", "a person {verb_ing} {a_object}", check=template_problem),
-        "no_interaction_template": Param("str", "a person and {a_object}", check=template_problem),
+        "template": Param("str", "a person {verb_ing} {a_object}", check=template_problem,
+                          doc="classes with a verb and an object"),
+        "no_interaction_template": Param("str", "a person and {a_object}", check=template_problem,
+                                         doc="classes whose verb is no_interaction"),
+        "name_template": Param("str", "a photo of a person {name}", check=template_problem,
+                               doc="classes without verb and object (MPII activities, label names)"),
         "prompts_file": _file("one prompt per class (lines or a JSON list) instead of the templates"),
     },
     "train": {
@@ -190,6 +217,8 @@ CHECKS = {
 MOVED = {
     **{f"{s}.ray_address": "placement.ray_address" for s in ("train", "predict", "detect", "score_regions")},
     "prepare.workers": "placement.prepare.workers",
+    **{f"prepare.{k}": f"prepare.hico.{k}" for k in ("hicodet_train", "hicodet_test", "train_images", "test_images")},
+    "prepare.hico_anno": "prepare.hico.anno",
     "embed_text.batch_size": "placement.embed_text.batch_size",
     "embed_text.cache": "placement.embed_text.cache",
     **{f"train.{k}": f"placement.train.{k}" for k in PLACEMENT["train"]},

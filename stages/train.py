@@ -1,7 +1,7 @@
 """Fine-tune the DEFR classifier with Ray Train and export the best checkpoint by validation mAP.
 
 Laptop (local Ray):
-    python -m stages.train --images data/prepared/images.parquet \
+    python -m stages.train --images data/prepared/images.parquet --classes data/prepared/classes.parquet \
         --text-embeddings data/text_embeddings.parquet --model-out models/defr \
         --history plots/train/history.csv --metrics metrics/train.json
 Cluster: the same command with ``placement.ray_address`` (or RAY_ADDRESS) set, ``placement.train.storage_path``
@@ -12,16 +12,20 @@ Sweeps (Ray Tune over the trainer; one run per grid point, nothing exported):
 with sweep.yaml e.g. ``{gamma: [50, 100, 150], loss: [lse_sign, bce]}`` (keys: recipe keys or model fields).
 
 Reads params.yaml ``train`` (the model and the recipe) and ``placement.train`` (workers, storage, retries).
+The classifier has one row per class of the classes table, and the checkpoint's config.json lists the
+classes (``ModelConfig.classes``), so a model names its outputs on its own.
 The Ray Train run is named ``<run_name>-<hash of the training params and inputs>``: re-running after a
 crash resumes that run from its last checkpoint; changing a param starts a new run.
 """
 from __future__ import annotations
 
 import logging
+import posixpath
 
 import yaml
 
 from pipeline import storage
+from pipeline.classes import ClassSpace
 from pipeline.model import ModelConfig
 from pipeline.training.runs import history_csv, placement_of, sweep_grid, train
 from stages import console
@@ -49,8 +53,9 @@ def check_model_name(name: str, key: str = "train.model") -> None:
                             f" ({len(names)} known: ViT-B-32, ViT-B-16, ViT-L-14, RN50, ..., defr-tiny-vit)")
 
 
-def model_config(p: dict) -> ModelConfig:
-    """The architecture from the validated ``train`` params (``pretrained_file`` replaces the tag)."""
+def model_config(p: dict, classes: ClassSpace | None = None) -> ModelConfig:
+    """The architecture from the validated ``train`` params (``pretrained_file`` replaces the tag), with one
+    classifier row per class of ``classes``."""
     check_model_name(p["model"])
     weights = P.named_file(p["pretrained_file"])
     if weights and p["pretrained"]:
@@ -59,12 +64,15 @@ def model_config(p: dict) -> ModelConfig:
     config = ModelConfig(**{field: p[key] for key, field in MODEL_KEYS.items()},
                          pretrained=weights or p["pretrained"])
     config.metadata = {"demo_only": p["demo_only"], "trained_by": "stages.train"}
+    if classes is not None:
+        config.num_classes, config.classes = len(classes), classes.to_list()
     return config
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = P.parser(__doc__.splitlines()[0])
     ap.add_argument("--images", required=True)
+    ap.add_argument("--classes", help="classes.parquet of prepare (default: the one beside --images)")
     ap.add_argument("--text-embeddings", required=True)
     ap.add_argument("--model-out", required=True)
     ap.add_argument("--history", required=True)
@@ -74,7 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     P.setup_logging()
     p, where = P.load("train", args.params), P.placement("train", args.params)
-    model, recipe = model_config(p), {k: p[k] for k in RECIPE_KEYS}
+    classes_path = args.classes or storage.join(posixpath.dirname(args.images) or ".", "classes.parquet")
+    classes = ClassSpace.from_table(storage.read_parquet(classes_path), classes_path)
+    model, recipe = model_config(p, classes), {k: p[k] for k in RECIPE_KEYS}
     address = where["ray_address"] or None
     if args.sweep:
         with open(args.sweep) as f:

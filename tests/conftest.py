@@ -1,4 +1,4 @@
-"""Shared fixtures: the real HICO annotation files, and GPU skipping."""
+"""Shared fixtures: the real HICO and MPII annotation files, the prepared demo, and GPU skipping."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_HICO = Path(os.environ.get("DEFR_SHARED_HICO", ROOT.parent / "shared" / "data" / "hico"))
+SHARED_MPII = Path(os.environ.get("DEFR_SHARED_MPII", ROOT.parent / "shared" / "data" / "mpii"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -24,6 +25,14 @@ def shared_hico() -> Path:
     return SHARED_HICO
 
 
+@pytest.fixture(scope="session")
+def shared_mpii() -> Path:
+    """The real MPII activity labels and split lists in ../shared/data/mpii (skip when absent)."""
+    if not (SHARED_MPII / "activities.csv").exists():
+        pytest.skip(f"real MPII activity labels not found at {SHARED_MPII} (set DEFR_SHARED_MPII)")
+    return SHARED_MPII
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
@@ -36,10 +45,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 DEMO_TEST_PARAMS = {
-    "demo": {"seed": 0, "n_train": 150, "n_test": 40, "image_size": [160, 128]},
-    "prepare": {"root": None, "hico_anno": "anno.mat", "hicodet_train": "instances_train2015.json",
-                "hicodet_test": "instances_test2015.json", "train_images": "images/train2015",
-                "test_images": "images/test2015", "val_fraction": 0.1, "seed": 0, "check_images": True},
+    "demo": {"dataset": "hico", "seed": 0, "n_train": 150, "n_test": 40, "image_size": [160, 128]},
+    "prepare": {"dataset": "hico", "root": None, "val_fraction": 0.1, "seed": 0, "check_images": True,
+                "hico": {"anno": "anno.mat", "hicodet_train": "instances_train2015.json",
+                         "hicodet_test": "instances_test2015.json", "train_images": "images/train2015",
+                         "test_images": "images/test2015"}},
     "placement": {"prepare": {"workers": 4}},
 }
 

@@ -21,7 +21,7 @@ PACKAGES = ("pipeline", "stages")
 # Package data read at run time, by the module that reads it. tests/unit/test_dvc_yaml.py checks that no
 # other module mentions pipeline.assets, so a new reader cannot be missed here.
 DATA_FILES = {
-    "pipeline.vocab": ["pipeline/assets/hico_vocab.json"],
+    "pipeline.datasets.hico_vocab": ["pipeline/assets/hico_vocab.json"],
     "pipeline.clip_configs": ["pipeline/assets/open_clip"],
 }
 

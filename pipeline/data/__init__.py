@@ -1,1 +1,2 @@
-"""Raw datasets (HICO, HICO-DET, the synthetic demo) to the pipeline's Parquet tables."""
+"""Pieces every dataset shares (image checking and reading, label matrices) and the synthetic demo data.
+The dataset formats themselves are read by :mod:`pipeline.datasets`."""

@@ -1,17 +1,19 @@
-"""Dense HICO label matrices from the ``images`` table's sparse label lists."""
+"""Dense label matrices from the ``images`` table's sparse label lists (every dataset uses HICO's coding)."""
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.vocab import NUM_HOIS
 
-
-def label_matrix(images: pa.Table, num_classes: int = NUM_HOIS) -> np.ndarray:
+def label_matrix(images: pa.Table, num_classes: int) -> np.ndarray:
     """Returns float32 [N, C] labels in HICO's coding: +1 positive, -1 negative, 0 ambiguous, NaN unknown.
 
-    Rows follow the table's row order. Raises ValueError naming the row when a HOI id is out of range
-    or an id is listed twice with different labels.
+    Args:
+        images: rows with ``positives``, ``negatives``, ``ambiguous`` lists of class ids.
+        num_classes: C, the rows of the classes table.
+
+    Raises:
+        ValueError: naming the row when a class id is out of range or listed twice with different labels.
     """
     n = images.num_rows
     out = np.full((n, num_classes), np.nan, dtype=np.float32)
@@ -34,12 +36,14 @@ def label_matrix(images: pa.Table, num_classes: int = NUM_HOIS) -> np.ndarray:
     return out
 
 
-def object_present(labels: np.ndarray, hoi_object: np.ndarray, num_objects: int = 80) -> np.ndarray:
+def object_present(labels: np.ndarray, hoi_object: np.ndarray, num_objects: int | None = None) -> np.ndarray:
     """[N, num_objects] bool: the image is annotated for the object (any known label of its HOIs).
 
     HICO annotates every HOI of an object present in the image (+1, -1 or 0); an absent object's HOIs
     stay NaN. This is the "known object" of the official evaluation.
     """
+    hoi_object = np.asarray(hoi_object, dtype=np.int64)
+    num_objects = int(hoi_object.max()) + 1 if num_objects is None else num_objects
     known = ~np.isnan(labels)
     present = np.zeros((labels.shape[0], num_objects), dtype=bool)
     for o in range(num_objects):

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageDraw
 
-from pipeline.vocab import Vocabulary
+from pipeline.datasets.hico_vocab import Vocabulary
 
 # (object, placement) -> verbs shown by that placement.
 SCENES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -218,7 +218,7 @@ def generate(out_dir: str | Path, vocab: Vocabulary, n_train: int = 1800, n_test
         summary[split] = {"images": n, "pairs": int(counts.sum()),
                           "classes_present": int((counts > 0).sum())}
     mat["list_action"] = _list_action(vocab)
-    _savemat_reproducible(out / "anno.mat", mat)
+    savemat_reproducible(out / "anno.mat", mat)
     summary["scenes"] = {f"{o}/{p}": [vocab.verbs[vocab.hoi_verb[h]] for h in hs]
                          for (o, p), hs in zip(keys, scene_hois)}
     (out / "DEMO_ONLY.txt").write_text("Synthetic demo data written by pipeline/data/synthetic.py; "
@@ -226,7 +226,7 @@ def generate(out_dir: str | Path, vocab: Vocabulary, n_train: int = 1800, n_test
     return summary
 
 
-def _savemat_reproducible(path: Path, mat: dict) -> None:
+def savemat_reproducible(path: Path, mat: dict) -> None:
     """``scipy.io.savemat`` without the creation time it writes into the 116-byte MAT header: the same
     inputs give the same bytes, so DVC hashes (and teammates' run caches) match across runs and machines."""
     import io

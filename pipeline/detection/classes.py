@@ -13,9 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.vocab import hico_vocabulary
-
 LABEL_SPACES = ("coco80", "coco91", "hico80")
+
+# The 80 COCO classes in contiguous order (person = 0), spelled with underscores (HICO's spelling).
+COCO80_NAMES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic_light",
+    "fire_hydrant", "stop_sign", "parking_meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports_ball", "kite", "baseball_bat", "baseball_glove", "skateboard", "surfboard",
+    "tennis_racket", "bottle", "wine_glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot_dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted_plant", "bed", "dining_table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell_phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy_bear", "hair_drier", "toothbrush")
 
 # COCO category ids (1..90) of the 80 contiguous classes, in order.
 COCO91_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
@@ -43,7 +53,14 @@ def normalize(name: str) -> str:
 
 def coco80_names() -> list[str]:
     """The 80 COCO class names in contiguous order, HICO spelling (underscores)."""
-    return hico_vocabulary().coco80_names
+    return list(COCO80_NAMES)
+
+
+def coco80_label(name: str) -> int | None:
+    """The COCO-80 label of an object name in any spelling ("sports ball", "Sports_Ball"), None if it is
+    not a COCO class."""
+    key = normalize(name)
+    return COCO80_NAMES.index(key) if key in COCO80_NAMES else None
 
 
 def class_map(class_names: list[str], allow_unmapped: bool = False,
@@ -91,7 +108,9 @@ def to_coco80(labels: np.ndarray, space: str, source: str = "labels") -> np.ndar
     labels = np.asarray(labels, dtype=np.int64)
     if space == "coco80":
         table = np.arange(80)
-    elif space == "hico80":
+    elif space == "hico80":  # a HICO file format: the order is a fact of the HICO adapter
+        from pipeline.datasets.hico_vocab import hico_vocabulary
+
         table = hico_vocabulary().object_to_coco80
     elif space == "coco91":
         table = np.full(91, -1, dtype=np.int64)

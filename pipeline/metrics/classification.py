@@ -1,4 +1,4 @@
-"""HICO image-level HOI classification mAP (the official ``anno.mat`` protocol).
+"""Multi-label image classification mAP with the official HICO protocol (``anno.mat``), for any label space.
 
 Per class, every test image is ranked by score except the ambiguous ones (label 0), which are removed;
 unknown labels (NaN) count as negatives; AP is 11-point interpolated (``pipeline.metrics.ap``).
@@ -42,7 +42,7 @@ def hico_classification_map(scores, labels, known_object: bool = False,
         known_object: rank images whose object is not annotated last (for a class, an image "has the
             object" when any HOI of that object has a known label: ``object_present``). Since such
             images carry no positive, this equals dropping them from the ranking.
-        hoi_object: [C] object index of each class; defaults to the HICO vocabulary's when C is 600.
+        hoi_object: [C] object index of each class (required with ``known_object``).
 
     Returns:
         A ``ClassificationResult``.
@@ -66,8 +66,7 @@ def hico_classification_map(scores, labels, known_object: bool = False,
     counted = labels != 0.0          # NaN != 0 is True: unknown labels stay in the ranking as negatives
     if known_object:
         if hoi_object is None:
-            from pipeline.vocab import hico_vocabulary
-            hoi_object = hico_vocabulary().hoi_object
+            raise ValueError("known_object needs hoi_object, the object index of each class")
         hoi_object = np.asarray(hoi_object)
         if hoi_object.shape != (labels.shape[1],):
             raise ValueError(f"hoi_object has shape {hoi_object.shape}, expected ({labels.shape[1]},)")

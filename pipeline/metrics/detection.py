@@ -21,7 +21,6 @@ import numpy as np
 
 from pipeline.metrics.ap import ap_from_curve
 from pipeline.metrics.tables import pair_columns
-from pipeline.vocab import NUM_HOIS
 
 log = logging.getLogger(__name__)
 DENSE_TABLE_LIMIT = 50_000_000   # (class, image) cells; HICO-DET test: 600 x 9,658 = 5.8M
@@ -70,25 +69,25 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def hicodet_map(detections, ground_truth, rare, known_object: bool = False, image_ids=None,
-                hoi_object: np.ndarray | None = None, object_images=None, num_classes: int = NUM_HOIS,
+def hicodet_map(detections, ground_truth, rare, num_classes: int, known_object: bool = False, image_ids=None,
+                hoi_object: np.ndarray | None = None, object_images=None,
                 min_overlap: float = 0.5) -> DetectionResult:
-    """HICO-DET mAP Full / Rare / Non-rare (fractions) with the official matching rule.
+    """HICO-DET mAP Full / Rare / Non-rare (fractions) with the official matching rule, for any label space.
 
     Args:
         detections: table with image_id, hoi, human_box, object_box, score (HOI_DETECTIONS schema).
         ground_truth: table with image_id, hoi, human_box, object_box (PAIRS schema): the test pairs.
         rare: rare HOI ids (or a [C] bool mask): the official 138 classes with < 10 training pairs.
+        num_classes: C, the number of classes (rows of the classes table).
         known_object: per class, keep only detections on images that hold the class's object category.
         image_ids: the evaluated images, including those without any pair (default: the images of
             ``ground_truth``); a detection on any other image is an error.
-        hoi_object: [C] object of each class (default: the HICO vocabulary's); used by known_object.
+        hoi_object: [C] object of each class; required with known_object.
         object_images: (image_ids, objects): the (image, object category) pairs that count as "the image
             holds the object" for known_object. The official ``eval_one.m`` takes the images with a
             positive HICO image label of any HOI of the object; pass those (the evaluate stage does).
             Default: the pairs of ``ground_truth``, which on the real test set misses 118 of the
             official 9,827 (image, object) cells (HOIs without boxes).
-        num_classes: number of HOI classes.
         min_overlap: the min(IoU_h, IoU_o) a true positive needs (official: 0.5, inclusive).
 
     Raises:
@@ -179,8 +178,7 @@ def _known_object_rows(det, det_img, gt, object_images, images, hoi_object, num_
     """Detection rows whose image holds the detection's object category (``object_images`` pairs;
     objects None = those of the ground-truth pairs)."""
     if hoi_object is None:
-        from pipeline.vocab import hico_vocabulary
-        hoi_object = hico_vocabulary().hoi_object
+        raise ValueError("known_object needs hoi_object, the object index of each class")
     hoi_object = np.asarray(hoi_object, dtype=np.int64)
     if hoi_object.shape != (num_classes,):
         raise ValueError(f"hoi_object has shape {hoi_object.shape}, expected ({num_classes},)")

@@ -8,7 +8,13 @@ import numpy as np
 
 
 def write_csv(rows: list[dict], path: Path, fieldnames: list[str] | None = None) -> None:
-    """Writes ``rows`` (same keys in each) as CSV with a header (``fieldnames`` when there is no row)."""
+    """Writes ``rows`` (same keys in each) as CSV with a header (``fieldnames`` when there is no row).
+
+    Raises:
+        ValueError: no row and no ``fieldnames`` (a CSV needs its header even when empty).
+    """
+    if not rows and not fieldnames:
+        raise ValueError(f"{path}: no rows and no column names to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]))
@@ -50,6 +56,8 @@ def save_long_tail_png(series: dict[str, tuple[list[dict], str]], path: Path) ->
 
     fig, axes = plt.subplots(1, max(len(series), 1), figsize=(6 * max(len(series), 1), 4), squeeze=False)
     for ax, (title, (rows, count_name)) in zip(axes[0], series.items()):
+        if not rows:
+            ax.text(0.5, 0.5, "no class with an AP", ha="center", va="center", transform=ax.transAxes)
         counts = np.array([max(r[count_name], 1) for r in rows])
         ax.scatter(counts, [r["ap"] for r in rows], s=8, alpha=0.6)
         ax.set_xscale("log")
@@ -61,8 +69,9 @@ def save_long_tail_png(series: dict[str, tuple[list[dict], str]], path: Path) ->
     plt.close(fig)
 
 
-def save_pr_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
-    """Precision-recall curves of the chosen classes in one figure."""
+def save_pr_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path, message: str = "") -> None:
+    """Precision-recall curves of the chosen classes in one figure; ``message`` is written across an empty
+    plot (e.g. why there is no curve)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -74,6 +83,11 @@ def save_pr_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, pa
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=7)
+    if message:
+        import textwrap
+
+        ax.text(0.5, 0.5, textwrap.fill(message, 50), ha="center", va="center", fontsize=9, wrap=True,
+                transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

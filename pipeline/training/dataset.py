@@ -14,10 +14,12 @@ LABEL_MAPPINGS = ("negative", "ignore", "positive")
 
 
 def targets_from_labels(labels: np.ndarray, ambiguous: str = "negative", unknown: str = "negative") -> np.ndarray:
-    """HICO labels (+1, -1, 0 ambiguous, NaN unknown) -> int8 loss targets in {1, -1, 0 = excluded}.
+    """Labels in HICO's coding (+1, -1, 0 ambiguous, NaN unknown) -> int8 loss targets in {1, -1, 0 = excluded}.
 
     The authors' code trains every non-positive as negative (both defaults); ``ignore`` excludes the class
-    from that image's loss, ``positive`` (ambiguous only) counts it as present.
+    from that image's loss, ``positive`` (ambiguous only) counts it as present. A single-label dataset (MPII)
+    is coded +1 for its class and -1 for every other one, so its targets are those labels as they are: one
+    positive per image, what ``softmax_ce`` needs.
     """
     for name, value in (("ambiguous", ambiguous), ("unknown", unknown)):
         if value not in LABEL_MAPPINGS or (name == "unknown" and value == "positive"):

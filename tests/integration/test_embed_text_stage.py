@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import schemas, storage, text_encoders
+from pipeline import schemas, storage
+from pipeline.text import encoders as text_encoders
 from stages import embed_text
 
 pytestmark = pytest.mark.integration
@@ -84,10 +85,12 @@ def test_minilm_embeddings_plots_cache_hit_then_template_miss(prepared_demo, tmp
 
 
 def test_open_clip_tiny_with_prompts_file_on_a_class_subset(prepared_demo, tmp_path):
-    hois = list(range(0, 600, 15))  # 40 classes
+    """40 of HICO's classes as a label space of their own (class ids 0..39)."""
+    hois = list(range(0, 600, 15))
     classes = tmp_path / "classes.parquet"
     full = storage.read_parquet(prepared_demo / "classes.parquet")
-    storage.write_parquet(full.take(pa.array(hois)), classes)
+    subset = full.take(pa.array(hois))
+    storage.write_parquet(subset.set_column(0, "hoi", pa.array(range(40), pa.int16())), classes)
     prompts_file = tmp_path / "prompts.json"
     prompts_file.write_text(json.dumps([f"custom prompt number {h}" for h in hois]))
     params = write_params(tmp_path / "params.yaml", backend="open_clip", model="defr-tiny-vit",
@@ -95,16 +98,19 @@ def test_open_clip_tiny_with_prompts_file_on_a_class_subset(prepared_demo, tmp_p
     out = tmp_path / "te.parquet"
     run_stage(params, classes, out, tmp_path / "plots")
     table = storage.read_parquet(out)
-    assert table.column("hoi").to_pylist() == hois
+    assert table.column("hoi").to_pylist() == list(range(40))
     assert table.column("prompt").to_pylist()[1] == "custom prompt number 15"
     meta = storage.parquet_metadata(out)
     assert meta["dim"] == "64" and meta["demo_random_init"] == "true" and meta["template"] == ""
+    assert meta["name_template"] == ""
     assert meta["prompts_file"] == str(prompts_file)
 
 
 @pytest.mark.parametrize("overrides, error, match", [
     (dict(prompts_file="PROMPTS"), ValueError, r"embed_text\.prompts_file .*has 2 prompts; expected 600"),
     (dict(template="a person {verb_ed} {a_object}"), ValueError, r"embed_text\.template .*unknown field"),
+    (dict(template="{category}: a person {verb_ing} {a_object}"), ValueError,
+     r"embed_text\.template .*uses \{category\}, which class 0 \('board airplane'\) does not have"),
     (dict(backend="open_clip", model="ViT-Z-99"), ValueError, r"embed_text\.model: 'ViT-Z-99' is not"),
     (dict(backend="transformers", model="/no/such/bert"), FileNotFoundError,
      r"embed_text\.model: '/no/such/bert' does not exist"),

@@ -29,7 +29,7 @@ def write_inputs(prepared: Path, data: Path, noise: float, seed: int = 0) -> Non
     rng = np.random.default_rng(seed)
     images = storage.read_parquet(prepared / "images.parquet")
     test = images.filter(pc.equal(images.column("split"), "test"))
-    labels = label_matrix(test)
+    labels = label_matrix(test, storage.read_parquet(prepared / "classes.parquet").num_rows)
     scores = (labels == 1) + noise * rng.normal(size=labels.shape)
     storage.write_parquet(pa.table({"image_id": test.column("image_id"), "scores": list(scores.astype(np.float32))},
                                    schema=schemas.IMAGE_SCORES), data / "image_scores.parquet", {"demo_only": True})
@@ -124,3 +124,38 @@ def test_missing_detection_table_is_a_clear_error(prepared_demo, tmp_path):
     assert out["detection"] is None
     assert json.loads((tmp_path / "metrics/detection.json").read_text())["skipped"]
     shutil.rmtree(tmp_path / "metrics")
+
+
+def test_empty_but_valid_results_and_detection_that_does_not_apply(prepared_demo, tmp_path):
+    """Zero HOI detections and all-equal scores are results (AP 0, the AP of a tied ranking), written with
+    notes and plots that say so; a detection table marked not applicable gives no mAP at all."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"evaluate": {"classification": True, "detection": True, "pr_classes": []}}))
+    write_inputs(prepared_demo, tmp_path / "data", noise=0.0)
+    scores = storage.read_parquet(tmp_path / "data/image_scores.parquet")
+    zeros = pa.table({"image_id": scores.column("image_id"),
+                      "scores": [np.zeros(600, np.float32)] * scores.num_rows}, schema=schemas.IMAGE_SCORES)
+    storage.write_parquet(zeros, tmp_path / "data/image_scores.parquet", {"demo_only": True})
+    storage.write_parquet(schemas.HOI_DETECTIONS.empty_table(), tmp_path / "data/hoi_detections.parquet",
+                          {"demo_only": True})
+    out = run(tmp_path, prepared_demo)
+    cls, det = out["classification"], out["detection"]
+    assert 0 < cls["map"] < 100 and cls["num_classes"]["evaluated"] > 0     # ties: every image at one rank
+    assert det["default"] == {"full": 0.0, "rare": 0.0, "non_rare": 0.0} and det["num_detections"] == 0
+    assert det["notes"]["detections"] == "no HOI detections: every class with test pairs has AP 0"
+    report = (tmp_path / "reports/evaluation.md").read_text()
+    assert "Note (detections): no HOI detections" in report
+    assert (tmp_path / "plots/eval/long_tail_detection.csv").read_text().count("\n") == det["num_classes"]["full"] + 1
+    pr = sorted((tmp_path / "plots/eval/pr").glob("detection_*.csv"))
+    assert pr and all(p.read_text() == "recall,precision\n" for p in pr)   # nothing ranked: header only
+    assert (tmp_path / "plots/eval/pr_detection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    storage.write_parquet(schemas.HOI_DETECTIONS.empty_table(), tmp_path / "data/hoi_detections.parquet",
+                          {"not_applicable": "the oracle found no ground-truth pairs"})
+    out = run(tmp_path, prepared_demo)
+    assert out["detection"] == {"not_evaluated": "HOI detection not evaluated: the oracle found no ground-truth pairs"}
+    assert json.loads((tmp_path / "metrics/detection.json").read_text()) == out["detection"]
+    assert "HOI detection not evaluated: the oracle found no ground-truth pairs." in \
+        (tmp_path / "reports/evaluation.md").read_text()
+    assert (tmp_path / "plots/eval/long_tail_detection.csv").read_text() == "hoi,name,n_train_pairs,ap\n"

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import storage, text_encoders
-from pipeline.embedding_cache import EmbeddingCache
+from pipeline import storage
+from pipeline.text import encoders as text_encoders
+from pipeline.text.cache import EmbeddingCache
 from stages import embed_text, prepare
 from tests.conftest import DEMO_TEST_PARAMS
 from tests.s3_server import forget_s3_clients, s3, s3_server  # noqa: F401 (fixtures)

@@ -66,11 +66,15 @@ def test_two_workers_survive_a_killed_worker_and_export_the_best_epoch(prepared_
     # The exported checkpoint reproduces the logged validation mAP of its epoch.
     model = load_checkpoint(tmp_path / "models" / "defr")
     assert model.config.metadata["demo_only"] is True and model.config.text_model == "test-verb+object"
+    # The checkpoint names its classes: those of the classes table beside images.parquet.
+    names = storage.read_parquet(prepared_demo / "classes.parquet").column("name").to_pylist()
+    assert [c["name"] for c in model.config.classes] == names and model.config.num_classes == 600
     val = split_rows(storage.read_parquet(prepared_demo / "images.parquet"), "val")
     tf = inference_transform(model.config)
     with torch.no_grad():
         scores = model(torch.stack([tf(load_image(u)) for u in val.column("uri").to_pylist()])).numpy()
-    assert hico_classification_map(scores, label_matrix(val)).map == pytest.approx(metrics["best_val_map"], abs=1e-6)
+    val_map = hico_classification_map(scores, label_matrix(val, 600)).map
+    assert val_map == pytest.approx(metrics["best_val_map"], abs=1e-6)
 
     # A re-run with the same params (same run name) resumes the finished run: no epoch is trained again.
     monkeypatch.delenv("DEFR_FAULT_INJECTION")

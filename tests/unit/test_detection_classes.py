@@ -28,12 +28,20 @@ def test_mmdet_coco_names_map_to_identity():
 
 
 def test_hico_alphabetical_order_and_aliases_map_by_name():
-    from pipeline.vocab import hico_vocabulary
+    from pipeline.datasets.hico_vocab import hico_vocabulary
 
     objects = hico_vocabulary().objects  # HICO's alphabetical order
     assert class_map(objects).tolist() == hico_vocabulary().object_to_coco80.tolist()
     assert normalize("TV-Monitor") == "tv" and normalize("Motorbike") == "motorcycle"
     assert class_map(["person", "aeroplane", "sofa"]).tolist() == [0, 4, 57]
+
+
+def test_coco_names_are_a_coco_fact_that_hico_agrees_with():
+    from pipeline.datasets.hico_vocab import hico_vocabulary
+    from pipeline.detection.classes import COCO80_NAMES, coco80_label
+
+    assert list(COCO80_NAMES) == hico_vocabulary().coco80_names
+    assert coco80_label("Sports Ball") == 32 and coco80_label("person") == 0 and coco80_label("unicorn") is None
 
 
 def test_non_coco_detector_is_refused_with_the_names():

@@ -7,9 +7,9 @@ import uuid
 import numpy as np
 import pytest
 
-from pipeline import text_encoders
-from pipeline.embedding_cache import EmbeddingCache, content_hash, embed_prompts
-from pipeline.text_encoders import text_encoder
+from pipeline.text import encoders as text_encoders
+from pipeline.text.cache import EmbeddingCache, content_hash, embed_prompts
+from pipeline.text.encoders import text_encoder
 
 PROMPTS = ["a person riding a bicycle", "a person riding a motorcycle", "a person eating a pizza"]
 

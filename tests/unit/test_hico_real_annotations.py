@@ -1,10 +1,12 @@
 """The readers on the real HICO / HICO-DET annotation files (no images) in ../shared/data/hico."""
 import numpy as np
+import pytest
 
-from pipeline.data.hico import read_anno_mat
-from pipeline.data.hicodet import read_instances_json
-from pipeline.data.prepare import Sources, prepare_dataset
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.adapters import prepare_dataset, read_dataset
+from pipeline.datasets.hico_anno import read_anno_mat
+from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.datasets.hicodet import read_instances_json
+from pipeline.rejects import DataLossError
 
 
 def test_anno_mat_counts(shared_hico):
@@ -22,18 +24,19 @@ def test_hicodet_test_json_counts_and_box_conversion(shared_hico):
     images, rare = read_instances_json(str(shared_hico / "instances_test2015.json"))
     assert len(images) == 9658
     assert sum(1 for im in images if im.hois) == 9546
+    assert not any(im.problem for im in images)   # the 112 images without pairs have empty lists
     assert sum(len(im.hois) for im in images) == 33405
     assert len(rare) == 138 and set(rare) == hico_vocabulary().hicodet_rare
     first = images[0]  # 1-based [320, 306, 359, 349] -> continuous [319, 305, 359, 349]
     assert first.human_boxes[0] == [319.0, 305.0, 359.0, 349.0]
 
 
-def test_prepare_on_real_annotations_without_images_rejects_every_image(shared_hico):
-    src = Sources(root=str(shared_hico), hico_anno="", hicodet_test="instances_test2015.json",
-                  test_images="images/test2015")
-    out = prepare_dataset(src, hico_vocabulary(), decode_images=False, workers=8)
-    assert out.images.num_rows == 0
-    assert out.rejects.num_rows == 9658
-    assert set(r.split(" (")[0] for r in out.rejects.column("reason").to_pylist()) == {"missing image file"}
+def test_prepare_on_real_annotations_without_images_fails_on_the_lost_split(shared_hico):
+    files = {"anno": "", "hicodet_test": "instances_test2015.json", "test_images": "images/test2015"}
+    with pytest.raises(DataLossError, match=r"test split images: 9658 of 9658 rejected .*missing image file \(9658\)"):
+        prepare_dataset("hico", str(shared_hico), files, decode_images=False, workers=8)
+    data = read_dataset("hico", str(shared_hico), files)
+    assert sum(len(s.candidates) for s in data.splits) == 9658
+    assert sum(len(c.pairs) for s in data.splits for c in s.candidates) == 33405
     # no training boxes: the rare flag comes from the file's official list
-    assert int(np.sum(out.classes.column("rare").to_numpy())) == 138
+    assert int(np.sum(data.rare(np.zeros(600, int), False))) == 138

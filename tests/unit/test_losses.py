@@ -1,8 +1,9 @@
-"""LSE-Sign (paper eq. 2-4) and the Table-7 baselines against direct formulas and autograd."""
+"""LSE-Sign (paper eq. 2-4), the Table-7 baselines and the single-label softmax cross entropy against direct
+formulas and autograd."""
 import pytest
 import torch
 
-from pipeline.losses import bce_loss, class_balance_weights, focal_loss, lse_sign_loss, make_loss
+from pipeline.losses import bce_loss, class_balance_weights, focal_loss, lse_sign_loss, make_loss, softmax_ce_loss
 
 
 def _random(b=4, c=7, seed=0, zero_frac=0.3):
@@ -94,3 +95,44 @@ def test_unknown_loss_and_bad_shapes_raise():
         make_loss("weighted_bce")
     with pytest.raises(ValueError, match=r"\[B, C\]"):
         lse_sign_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def _single_label(b=5, c=6, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(b, c, generator=g, dtype=torch.float64) * 4
+    label = torch.randint(0, c, (b,), generator=g)
+    y = -torch.ones(b, c, dtype=torch.float64)
+    y[torch.arange(b), label] = 1
+    return s, y, label
+
+
+def test_softmax_ce_is_torch_cross_entropy_on_single_label_coding():
+    """One positive (+1) and every other class negative (-1): the loss is the usual cross entropy."""
+    s, y, label = _single_label()
+    s1, s2 = s.clone().requires_grad_(), s.clone().requires_grad_()
+    ours, ref = softmax_ce_loss(s1, y), torch.nn.functional.cross_entropy(s2, label)
+    assert torch.allclose(ours.double(), ref, atol=1e-6)
+    ours.backward(), ref.backward()
+    assert torch.allclose(s1.grad, s2.grad, atol=1e-6)
+    big = torch.tensor([[1e4, -1e4, 0.0]], requires_grad=True)
+    value = softmax_ce_loss(big, torch.tensor([[-1.0, 1.0, -1.0]]))
+    value.backward()
+    assert torch.isfinite(value) and value.item() > 1e3 and torch.isfinite(big.grad).all()
+
+
+def test_softmax_ce_excludes_zero_targets_and_refuses_multi_label_rows():
+    s, y, label = _single_label()
+    other = (label + 1) % s.shape[1]
+    y[torch.arange(len(label)), other] = 0           # excluded: out of the softmax
+    keep = torch.ones_like(s, dtype=torch.bool)
+    keep[torch.arange(len(label)), other] = False
+    ref = torch.stack([torch.nn.functional.cross_entropy(si[k][None], torch.tensor([int(yi[k].argmax())]))
+                       for si, yi, k in zip(s, y, keep)]).mean()
+    assert torch.allclose(softmax_ce_loss(s, y).double(), ref, atol=1e-6)
+    y[0, other[0]] = 1
+    with pytest.raises(ValueError, match="image 0 of the batch has 2 positive classes"):
+        softmax_ce_loss(s, y)
+    multi = torch.tensor([[1.0, 1.0, -1.0], [1.0, -1.0, -1.0]])
+    with pytest.raises(ValueError, match=r"softmax_ce needs exactly one positive .* training image 0 has 2"):
+        make_loss("softmax_ce", multi)
+    assert make_loss("softmax_ce", multi[1:]) is softmax_ce_loss

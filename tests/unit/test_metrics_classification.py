@@ -6,7 +6,9 @@ import pytest
 
 from pipeline.data.labels import object_present
 from pipeline.metrics import average_precision_11pt, hico_classification_map, subset_map
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.hico_vocab import hico_vocabulary
+
+HOI_OBJECT = hico_vocabulary().hoi_object
 
 
 def test_ap_11pt_by_hand():
@@ -58,7 +60,8 @@ def test_real_hico_perfect_scores_give_100(anno_test):
     assert anno_test.shape == (9658, 600)
     result = hico_classification_map(anno_test == 1, anno_test)
     assert result.num_evaluated == 600 and result.map == pytest.approx(1.0)
-    assert hico_classification_map(anno_test == 1, anno_test, known_object=True).map == pytest.approx(1.0)
+    perfect_known = hico_classification_map(anno_test == 1, anno_test, known_object=True, hoi_object=HOI_OBJECT)
+    assert perfect_known.map == pytest.approx(1.0)
 
 
 def test_real_hico_ambiguous_labels_never_change_ap(anno_test):
@@ -77,7 +80,7 @@ def test_real_hico_known_object_at_least_default(anno_test):
     rng = np.random.default_rng(1)
     scores = rng.random(anno_test.shape) + 0.3 * (anno_test == 1)
     default = hico_classification_map(scores, anno_test)
-    known = hico_classification_map(scores, anno_test, known_object=True)
+    known = hico_classification_map(scores, anno_test, known_object=True, hoi_object=HOI_OBJECT)
     assert known.map >= default.map
     assert np.all(known.per_class >= default.per_class - 1e-12)
     # per class, by the scalar AP: default drops only the ambiguous images; known object (the official
@@ -93,7 +96,8 @@ def test_real_hico_known_object_at_least_default(anno_test):
     present = object_present(anno_test, hico_vocabulary().hoi_object)[:, hico_vocabulary().hoi_object]
     boosted = np.where(present, scores, scores + 1.0)
     assert hico_classification_map(boosted, anno_test).map < default.map
-    assert hico_classification_map(boosted, anno_test, known_object=True).map == pytest.approx(known.map)
+    boosted_known = hico_classification_map(boosted, anno_test, known_object=True, hoi_object=HOI_OBJECT)
+    assert boosted_known.map == pytest.approx(known.map)
 
 
 def test_few_shot_subsets_on_real_train_counts(shared_hico):
@@ -105,3 +109,8 @@ def test_few_shot_subsets_on_real_train_counts(shared_hico):
     per_class = np.arange(600) / 600
     assert subset_map(per_class, np.flatnonzero(counts <= 1)) == (pytest.approx(
         per_class[counts <= 1].mean()), 51)
+
+
+def test_known_object_needs_the_object_of_each_class():
+    with pytest.raises(ValueError, match="known_object needs hoi_object"):
+        hico_classification_map(np.zeros((2, 2)), np.array([[1.0, -1.0], [-1.0, 1.0]]), known_object=True)

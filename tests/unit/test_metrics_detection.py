@@ -11,7 +11,7 @@ import pytest
 from pipeline.metrics.detection import box_iou, hicodet_map
 from pipeline.metrics.reference import official_loop_map
 from pipeline.schemas import HOI_DETECTIONS
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.hico_vocab import hico_vocabulary
 
 BOX = [0.0, 0.0, 10.0, 10.0]
 TP_THEN_FP_THEN_TP = (6 + 5 * 2 / 3) / 11      # ranks TP, FP, TP with 2 positives
@@ -28,7 +28,7 @@ def table(rows, score=True):
 
 
 def ap0(dets, gts, **kw):
-    return hicodet_map(table(dets), table(gts, score=False), rare=[], **kw).per_class[0]
+    return hicodet_map(table(dets), table(gts, score=False), rare=[], num_classes=600, **kw).per_class[0]
 
 
 def test_duplicate_detection_is_a_false_positive():
@@ -68,7 +68,8 @@ def test_iou_exactly_one_half_counts():
 
 def test_other_class_and_missed_pairs():
     gts = [(0, 0, BOX, BOX), (0, 1, BOX, BOX), (1, 1, BOX, BOX)]
-    r = hicodet_map(table([(0, 0, BOX, BOX, .9), (0, 1, BOX, BOX, .1)]), table(gts, False), rare=[1])
+    r = hicodet_map(table([(0, 0, BOX, BOX, .9), (0, 1, BOX, BOX, .1)]), table(gts, False), rare=[1],
+                    num_classes=600)
     assert r.per_class[0] == 1.0
     assert r.per_class[1] == pytest.approx(6 / 11)       # one of two pairs found, precision 1
     assert np.isnan(r.per_class[2]) and r.num_evaluated == {"full": 2, "rare": 1, "non_rare": 1}
@@ -84,15 +85,17 @@ def test_known_object_drops_images_without_the_object():
     other_object = int(np.flatnonzero(vocab.hoi_object != vocab.hoi_object[h])[0])
     gts = [(0, h, BOX, BOX), (1, other_same_object, BOX, BOX), (2, other_object, BOX, BOX)]
     dets = [(2, h, BOX, BOX, .9), (1, h, BOX, BOX, .8), (0, h, BOX, BOX, .7)]
-    default = hicodet_map(table(dets), table(gts, False), rare=[])
-    known = hicodet_map(table(dets), table(gts, False), rare=[], known_object=True)
+    default = hicodet_map(table(dets), table(gts, False), rare=[], num_classes=600)
+    known = hicodet_map(table(dets), table(gts, False), rare=[], num_classes=600, known_object=True,
+                        hoi_object=vocab.hoi_object)
     assert default.per_class[h] == pytest.approx(1 / 3)  # FP, FP, TP
     assert known.per_class[h] == pytest.approx(0.5)      # image 2 lacks the object: dropped
     assert known.num_detections[h] == 2
     # official rule: the object's images come from the image labels, which may name an image (2) whose
     # boxes lack that object; its detection is then kept as a false positive
     obj = vocab.hoi_object[h]
-    labelled = hicodet_map(table(dets), table(gts, False), rare=[], known_object=True,
+    labelled = hicodet_map(table(dets), table(gts, False), rare=[], num_classes=600, known_object=True,
+                           hoi_object=vocab.hoi_object,
                            object_images=([0, 1, 2], [obj, obj, obj]))
     assert labelled.per_class[h] == pytest.approx(1 / 3) and labelled.num_detections[h] == 3
 
@@ -101,22 +104,24 @@ def test_bad_input_is_a_clear_error():
     gt = table([(0, 0, BOX, BOX)], score=False)
     for value in (np.nan, np.inf):
         with pytest.raises(ValueError, match="detections row 0: score is"):
-            hicodet_map(table([(0, 0, BOX, BOX, value)]), gt, rare=[])
+            hicodet_map(table([(0, 0, BOX, BOX, value)]), gt, rare=[], num_classes=600)
     for hoi in (600, -1):
         with pytest.raises(ValueError, match=rf"detections row 0: hoi {hoi} is outside \[0, 600\)"):
-            hicodet_map(table([(0, hoi, BOX, BOX, 1.0)]), gt, rare=[])
+            hicodet_map(table([(0, hoi, BOX, BOX, 1.0)]), gt, rare=[], num_classes=600)
     with pytest.raises(ValueError, match=r"row 1: object_box \[10.0, 0.0, 5.0, 10.0\] has x2 < x1"):
-        hicodet_map(table([(0, 0, BOX, BOX, 1.0), (0, 0, BOX, [10, 0, 5, 10], .5)]), gt, rare=[])
+        hicodet_map(table([(0, 0, BOX, BOX, 1.0), (0, 0, BOX, [10, 0, 5, 10], .5)]), gt, rare=[],
+                    num_classes=600)
     with pytest.raises(ValueError, match="ground_truth row 0: human_box"):
-        hicodet_map(table([(0, 0, BOX, BOX, 1.0)]), table([(0, 0, [0, 9, 5, 1], BOX)], False), rare=[])
+        hicodet_map(table([(0, 0, BOX, BOX, 1.0)]), table([(0, 0, [0, 9, 5, 1], BOX)], False), rare=[],
+                    num_classes=600)
     with pytest.raises(ValueError, match=r"detections: missing column\(s\) \['score'\]"):
-        hicodet_map(table([(0, 0, BOX, BOX)], score=False), gt, rare=[])
+        hicodet_map(table([(0, 0, BOX, BOX)], score=False), gt, rare=[], num_classes=600)
 
 
 def test_empty_detection_table_gives_zero_with_a_warning():
     empty = pa.Table.from_pylist([], schema=HOI_DETECTIONS)
     with pytest.warns(UserWarning, match="empty"):
-        r = hicodet_map(empty, table([(0, 0, BOX, BOX)], False), rare=[0])
+        r = hicodet_map(empty, table([(0, 0, BOX, BOX)], False), rare=[0], num_classes=600)
     assert r.full == 0.0 and r.rare == 0.0 and r.per_class[0] == 0.0
 
 
@@ -140,8 +145,8 @@ def test_arrow_tables_and_ties_match_the_official_loop(dense_limit, monkeypatch)
     shift = np.array([1.0, 1.0, 0.0, 0.0])                                  # 1-based -> pipeline
     dets = pa.table(dict(image_id=det_img, hoi=det_hoi.astype(np.int16),
                          human_box=list(det_h - shift), object_box=list(det_o - shift), score=score))
-    ours = hicodet_map(dets.cast(HOI_DETECTIONS), table(list(zip(gt_img, gt_hoi, gt_h - shift, gt_o - shift)),
-                                                         False), rare=[], image_ids=np.arange(n_img + 2))
+    gt = table(list(zip(gt_img, gt_hoi, gt_h - shift, gt_o - shift)), False)
+    ours = hicodet_map(dets.cast(HOI_DETECTIONS), gt, rare=[], num_classes=600, image_ids=np.arange(n_img + 2))
     ref = official_loop_map(det_img.tolist(), det_hoi, np.hstack([det_h, det_o]).tolist(), score.tolist(),
                             gt_img, gt_hoi, np.hstack([gt_h, gt_o]), [0, 1, 2])
     np.testing.assert_allclose(ours.per_class[:3], ref, rtol=0, atol=1e-12)
@@ -166,7 +171,8 @@ def test_real_hicodet_ground_truth_as_detections_scores_100(hicodet_test, shared
     assert set(rare) == set(hico_vocabulary().hicodet_rare)
     dets = dict(gt, score=np.random.default_rng(0).random(len(gt["hoi"])))
     for known in (False, True):
-        r = hicodet_map(dets, gt, rare, known_object=known, image_ids=np.arange(n_images))
+        r = hicodet_map(dets, gt, rare, 600, known_object=known, image_ids=np.arange(n_images),
+                        hoi_object=hico_vocabulary().hoi_object)
         assert (r.full, r.rare, r.non_rare) == (1.0, 1.0, 1.0)
         assert r.num_evaluated == {"full": 600, "rare": 138, "non_rare": 462}
     # known object from the anno.mat image labels (official eval_one.m): 118 more (image, object) cells
@@ -177,12 +183,13 @@ def test_real_hicodet_ground_truth_as_detections_scores_100(hicodet_test, shared
     cells = set(zip(rows.tolist(), objects.tolist()))
     gt_cells = set(zip(gt["image_id"].tolist(), hico_vocabulary().hoi_object[gt["hoi"]].tolist()))
     assert gt_cells < cells and len(cells) - len(gt_cells) == 118
-    r = hicodet_map(dets, gt, rare, known_object=True, image_ids=np.arange(n_images), object_images=(rows, objects))
+    r = hicodet_map(dets, gt, rare, 600, known_object=True, image_ids=np.arange(n_images),
+                    object_images=(rows, objects), hoi_object=hico_vocabulary().hoi_object)
     assert r.full == 1.0
     # one false positive above everything on an empty image lowers exactly that class
     fp = {k: np.concatenate([v, v[:1]]) for k, v in dets.items()}
     fp["image_id"][-1], fp["score"][-1] = 152, 2.0      # HICO_test2015_00000153 has no annotation
-    r = hicodet_map(fp, gt, rare, image_ids=np.arange(n_images))
+    r = hicodet_map(fp, gt, rare, 600, image_ids=np.arange(n_images))
     assert r.per_class[gt["hoi"][0]] < 1.0 and (r.per_class < 1.0).sum() == 1
 
 
@@ -212,7 +219,7 @@ def test_random_scenes_match_the_official_loop_property():
         d = table([(i, h, np.array(b[:4]) - shift, np.array(b[4:]) - shift, sc) for i, h, b, sc in det])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ours = hicodet_map(d, g, rare=[], image_ids=np.arange(4))
+            ours = hicodet_map(d, g, rare=[], num_classes=600, image_ids=np.arange(4))
         ref = official_loop_map([x[0] for x in det], np.array([x[1] for x in det], dtype=int),
                                 [x[2] for x in det], [x[3] for x in det], g["image_id"], g["hoi"],
                                 np.array([b for _, _, b in gt], dtype=float).reshape(-1, 8), [0, 1])

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import schemas
 from pipeline.report import PAPER, choose_pr_classes, evaluation_markdown, long_tail_rows
-from pipeline.report.evaluation import evaluate_classification
+from pipeline.report.evaluation import LabelSpace, evaluate_classification
 
 
 def test_choose_pr_classes_and_long_tail_rows():
@@ -27,7 +27,8 @@ def test_markdown_puts_the_paper_beside_our_numbers():
     text = evaluation_markdown(cls, None, {"a.parquet": "demo_only=true"}, demo=True)
     assert "| **this run** | 12.50 | 1.00 | 2.00 | 3.00 |" in text and "DEMO DATA" in text
     assert "65.60" in text and "## HICO-DET detection" not in text
-    assert PAPER["detection"][0] == {"method": "DEFR ViT-B/16", "full": 32.35, "rare": 33.45, "non_rare": 32.02}
+    assert PAPER["hico"]["detection"][0] == {"method": "DEFR ViT-B/16", "full": 32.35, "rare": 33.45,
+                                             "non_rare": 32.02}
 
 
 def images_table(ids, split="test"):
@@ -38,8 +39,8 @@ def images_table(ids, split="test"):
 
 
 def classes_table():
-    return pa.table({"hoi": np.arange(600), "n_train_images": np.ones(600)}).cast(
-        pa.schema([("hoi", pa.int16()), ("n_train_images", pa.int32())]))
+    return LabelSpace(pa.table({"hoi": np.arange(600), "name": [f"c{i}" for i in range(600)],
+                                "n_train_images": np.ones(600, np.int32)}))
 
 
 @pytest.mark.parametrize("ids, scores, message", [
@@ -52,3 +53,29 @@ def test_image_scores_are_checked_against_the_test_split(ids, scores, message):
     table = pa.table({"image_id": ids, "scores": list(scores.astype(np.float32))})
     with pytest.raises(ValueError, match=message):
         evaluate_classification(images_table([0, 1]), classes_table(), table)
+
+
+def test_markdown_single_label_reports_both_conventions_and_detection_not_evaluated():
+    cls = {"map": 40.0, "map_all_classes": 40.0, "map_with_positive": 45.5, "accuracy": 50.0, "few1": None,
+           "few5": 10.0, "few10": 12.0, "num_classes": {"all": 393, "with_positive": 371, "few1": 0, "few5": 3,
+                                                        "few10": 9}}
+    det = {"not_evaluated": "HOI detection not evaluated: no class has an object category"}
+    text = evaluation_markdown(cls, det, {}, demo=False, dataset="mpii", label_mode="single")
+    assert "| **this run** | 40.00 | 45.50 | 50.00 |  |" in text and "| DEFR (ViT-B/16) |  |  |  | 55.30 |" in text
+    assert "does not say which it used" in text and "all 393 classes" in text and "371 classes" in text
+    assert "HOI detection not evaluated: no class has an object category." in text
+    assert "| Full |" not in text
+
+
+def test_markdown_of_an_own_dataset_has_no_paper_rows_and_says_what_was_not_evaluated():
+    cls = {"map": 70.0, "known_object_map": None, "few1": None, "few5": None, "few10": 70.0,
+           "num_classes": {"evaluated": 5, "few1": 0, "few5": 0, "few10": 2},
+           "notes": {"known_object_map": "not evaluated: not every class has an object"}}
+    det = {"default": {"full": 50.0, "rare": None, "non_rare": None},
+           "known_object": {"full": None, "rare": None, "non_rare": None},
+           "num_classes": {"full": 5, "rare": 0, "non_rare": 0}, "num_detections": 0, "num_test_pairs": 7,
+           "notes": {"rare": "the dataset defines no rare split"}}
+    text = evaluation_markdown(cls, det, {}, demo=False, dataset="table")
+    assert "## Classification (table)" in text and "65.60" not in text and "32.35" not in text
+    assert "Known-object mAP: not evaluated: not every class has an object." in text
+    assert "## HOI detection" in text and "Note (rare): the dataset defines no rare split." in text

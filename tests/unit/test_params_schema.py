@@ -18,16 +18,19 @@ def write(tmp_path, **sections) -> str:
 
 
 def test_schema_choices_are_the_librarys_own_lists():
+    from pipeline.datasets.adapters import DATASETS
+    from pipeline.datasets.build import LABEL_MODES
     from pipeline.losses import LOSSES
     from pipeline.regions.masks import RULES
     from pipeline.regions.scorer import PATHS
-    from pipeline.text_encoders import BACKENDS
+    from pipeline.text.encoders import BACKENDS
+    from pipeline.text.prompts import TEMPLATE_FIELDS
     from stages.detect import BACKENDS as DETECT_BACKENDS
-    from pipeline.vocab import TEMPLATE_FIELDS
 
     assert schema.LOSSES == LOSSES and schema.PATCH_RULES == RULES and schema.SCORE_PATHS == PATHS
     assert schema.EMBED_BACKENDS == BACKENDS and schema.DETECT_BACKENDS == DETECT_BACKENDS
     assert schema.TEMPLATE_FIELDS == TEMPLATE_FIELDS
+    assert schema.DATASETS == DATASETS and schema.LABEL_MODES == LABEL_MODES
 
 
 @pytest.mark.parametrize("section, values, message", [
@@ -46,6 +49,10 @@ def test_schema_choices_are_the_librarys_own_lists():
      r"embed_text.template = .*unknown field \{verb_ed\}; did you mean \{verb\}\?"),
     ("demo", {"image_size": [160, "x"]}, r"demo.image_size\[1\] = 'x': expected an integer"),
     ("evaluate", {"classification": "yes"}, r"evaluate.classification = 'yes': expected true or false"),
+    ("prepare", {"dataset": "mpi"}, r"prepare.dataset = 'mpi': expected one of hico, mpii, table; did you mean 'mpii'"),
+    ("prepare", {"table": {"label_mode": "one"}}, r"prepare.table.label_mode = 'one': expected one of multi, single"),
+    ("embed_text", {"name_template": "a person {activity}"},
+     r"embed_text.name_template = .*unknown field \{activity\}"),
 ])
 def test_bad_values_are_refused_naming_key_value_and_what_is_allowed(tmp_path, section, values, message):
     path = write(tmp_path, **{section: values})

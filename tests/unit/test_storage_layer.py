@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipeline import storage
-from pipeline.embedding_cache import EmbeddingCache
+from pipeline.text.cache import EmbeddingCache
 from pipeline.storage.drivers import fsspec_uri, protocol
 from pipeline.storage.errors import translate
 from stages import prepare
@@ -51,8 +51,8 @@ def test_a_missing_driver_fails_at_once_with_the_pip_command(uri):
 @needs_no_adlfs
 def test_the_prepare_stage_names_its_param_when_the_root_needs_a_missing_driver(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"prepare": {"root": "azure://team/hico", "hico_anno": "anno.mat",
-                                                  "hicodet_train": "", "hicodet_test": ""}}))
+    params.write_text(yaml.safe_dump({"prepare": {"root": "azure://team/hico", "hico": {
+        "anno": "anno.mat", "hicodet_train": "", "hicodet_test": ""}}}))
     with pytest.raises(storage.DriverMissing, match=r"^prepare\.root: 'azure://team/hico' .*\[azure\]"):
         prepare.main(["--params", str(params), "--out", str(tmp_path / "prepared")])
     assert not (tmp_path / "prepared").exists()

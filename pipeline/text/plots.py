@@ -1,7 +1,9 @@
-"""Paper Fig. 1: a 2-D t-SNE of the class embeddings, one PNG coloured by verb and one by object.
+"""Paper Fig. 1: a 2-D t-SNE of the class embeddings, one PNG per grouping of the classes (HICO: by verb and
+by object; MPII: by category; classes without groups: by name).
 
 Classes of one group share a colour; the larger groups are named at their centroid (117 verbs and 80
-objects are too many for a legend). Rendering uses matplotlib's Agg backend (no display needed).
+objects are too many for a legend); with few groups every one is named. Rendering uses matplotlib's Agg
+backend (no display needed).
 """
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ import numpy as np
 
 
 def tsne_2d(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
-    """[N, D] unit vectors -> [N, 2] t-SNE coordinates (cosine metric, PCA init, fixed seed)."""
+    """[N, D] unit vectors -> [N, 2] t-SNE coordinates (cosine metric, PCA init, fixed seed); below 5 points
+    the two principal components."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
     n = len(embeddings)
-    if n < 3:
-        raise ValueError(f"t-SNE needs at least 3 embeddings, got {n}")
+    if n < 5:
+        # t-SNE's perplexity must stay below (n - 1) / 3; with so few points the PCA plane says as much.
+        x = np.asarray(embeddings, np.float64) - np.mean(embeddings, axis=0)
+        u = np.linalg.svd(x, full_matrices=False)[0][:, :2] if n > 1 else np.zeros((n, 1))
+        return np.pad(u, ((0, 0), (0, 2 - u.shape[1]))).astype(np.float32)
     # perplexity must stay below the number of points; 30 is sklearn's default for large N.
     perplexity = float(min(30.0, (n - 1) / 3))
     # One thread: for ~600 points OpenMP threads cost more than they give, and on a shared machine
@@ -46,8 +52,9 @@ def plot_groups(xy: np.ndarray, groups: Sequence[str], title: str, path: str | P
     fig, ax = plt.subplots(figsize=(9, 8), dpi=110)
     ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=14, linewidths=0.3, edgecolors="black", alpha=0.85)
     groups_arr = np.asarray(groups)
+    few = len(names) <= n_named   # few groups: name every one, singletons too
     for name, count in Counter(groups).most_common(n_named):
-        if count < 2:
+        if count < 2 and not few:
             break
         cx, cy = xy[groups_arr == name].mean(0)
         ax.annotate(name.replace("_", " "), (cx, cy), fontsize=7, ha="center", va="center",
@@ -63,15 +70,31 @@ def plot_groups(xy: np.ndarray, groups: Sequence[str], title: str, path: str | P
     return path
 
 
-def write_embedding_plots(embeddings: np.ndarray, verbs: Sequence[str], objects: Sequence[str],
-                          out_dir: str | Path, model_id: str, seed: int = 0) -> list[Path]:
-    """Writes ``tsne_by_verb.png`` and ``tsne_by_object.png`` (one t-SNE, two colourings) to ``out_dir``."""
-    if not len(embeddings) == len(verbs) == len(objects):
-        raise ValueError(f"{len(embeddings)} embeddings but {len(verbs)} verbs and {len(objects)} objects")
+def write_embedding_plots(embeddings: np.ndarray, groupings: dict[str, Sequence[str]], out_dir: str | Path,
+                          model_id: str, seed: int = 0) -> list[Path]:
+    """Writes ``tsne_by_<grouping>.png`` for each grouping (one t-SNE, several colourings) to ``out_dir``.
+
+    Args:
+        groupings: grouping name (verb, object, category, name) -> the group of each class.
+    """
+    for key, groups in groupings.items():
+        if len(groups) != len(embeddings):
+            raise ValueError(f"{len(embeddings)} embeddings but {len(groups)} values of {key!r}")
     xy = tsne_2d(embeddings, seed)
     out_dir = Path(out_dir)
-    suffix = f"{len(embeddings)} HOI classes, {model_id}"
-    return [plot_groups(xy, verbs, f"t-SNE of class embeddings by verb ({suffix})",
-                        out_dir / "tsne_by_verb.png"),
-            plot_groups(xy, objects, f"t-SNE of class embeddings by object ({suffix})",
-                        out_dir / "tsne_by_object.png")]
+    suffix = f"{len(embeddings)} classes, {model_id}"
+    return [plot_groups(xy, groups, f"t-SNE of class embeddings by {key} ({suffix})", out_dir / f"tsne_by_{key}.png")
+            for key, groups in groupings.items()]
+
+
+def class_groupings(classes) -> dict[str, list[str]]:
+    """The groupings a classes table offers: verb and object when every class has them, else category
+    when every class has one, else the class names."""
+    cols = {c: classes.column(c).to_pylist() for c in ("verb", "object", "category", "name")
+            if c in classes.column_names}
+    full = [c for c in ("verb", "object") if c in cols and None not in cols[c]]
+    if full:
+        return {c: cols[c] for c in full}
+    if "category" in cols and None not in cols["category"]:
+        return {"category": cols["category"]}
+    return {"name": cols["name"]}

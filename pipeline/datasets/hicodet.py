@@ -16,7 +16,9 @@ import numpy as np
 import scipy.io
 
 from pipeline import storage
-from pipeline.data.hico import AnnotationError
+from pipeline.datasets.files import AnnotationError
+
+PAIR_FIELDS = ("hoi", "boxes_h", "boxes_o")
 
 
 @dataclass
@@ -27,6 +29,7 @@ class DetImage:
     hois: list[int] = field(default_factory=list)              # 0-based HOI ids
     human_boxes: list[list[float]] = field(default_factory=list)
     object_boxes: list[list[float]] = field(default_factory=list)
+    problem: str | None = None   # the entry cannot be read (its pairs are unknown): prepare rejects the image
 
 
 def _to_continuous(box) -> list[float]:
@@ -35,7 +38,12 @@ def _to_continuous(box) -> list[float]:
 
 
 def read_instances_json(uri: str, num_classes: int = 600) -> tuple[list[DetImage], list[int] | None]:
-    """Reads the pocket/UPT ``instances_*.json``; returns (images, rare HOI ids or None)."""
+    """Reads the pocket/UPT ``instances_*.json``; returns (images, rare HOI ids or None).
+
+    An image without pairs has an entry with empty lists (the file lists it in ``empty``). An entry that
+    lacks the pair fields altogether (e.g. ``{}``) says nothing about the image's pairs: its image gets a
+    ``problem`` and prepare rejects it, instead of taking it as an image without pairs.
+    """
     with storage.open_file(uri, "rt") as f:
         try:
             data = json.load(f)
@@ -51,6 +59,12 @@ def read_instances_json(uri: str, num_classes: int = 600) -> tuple[list[DetImage
     images = []
     for i, (name, size, ann) in enumerate(zip(data["filenames"], data["size"], data["annotation"])):
         img = DetImage(name, int(size[0]), int(size[1]))
+        missing = [k for k in PAIR_FIELDS if k not in ann] if isinstance(ann, dict) else list(PAIR_FIELDS)
+        if missing:
+            img.problem = (f"annotation entry {i} has no field(s) {missing}: its ground-truth pairs are "
+                           "unknown (an image without pairs has empty lists)")
+            images.append(img)
+            continue
         hois = ann.get("hoi", [])
         bh, bo = ann.get("boxes_h", []), ann.get("boxes_o", [])
         if not len(hois) == len(bh) == len(bo):

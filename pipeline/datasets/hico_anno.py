@@ -11,15 +11,11 @@ import numpy as np
 import scipy.io
 
 from pipeline import storage
-from pipeline.vocab import Vocabulary
+from pipeline.datasets.files import AnnotationError
+from pipeline.datasets.hico_vocab import Vocabulary
 
 REQUIRED_FIELDS = ("list_action", "anno_train", "anno_test", "list_train", "list_test")
 VALID_LABELS = (-1.0, 0.0, 1.0)
-
-
-class AnnotationError(ValueError):
-    """A malformed annotation file; the message names the file and the field."""
-
 
 @dataclass
 class HicoSplit:

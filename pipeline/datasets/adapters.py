@@ -1,0 +1,53 @@
+"""The dataset adapters by name: ``prepare.dataset`` picks one, its ``prepare.<dataset>`` section says
+where its files are, and :func:`prepare_dataset` turns them into the pipeline's tables.
+
+- ``hico``: HICO ``anno.mat`` + HICO-DET boxes (:mod:`pipeline.datasets.hico`);
+- ``mpii``: MPII Human Pose activities, single-label (:mod:`pipeline.datasets.mpii`);
+- ``table``: a user's own images + CSV / JSON Lines tables (:mod:`pipeline.datasets.table`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.datasets.build import DatasetInput, Prepared, assemble
+
+DATASETS = ("hico", "mpii", "table")
+
+
+def read_dataset(dataset: str, root: str, files: dict[str, Any]) -> DatasetInput:
+    """The adapter's reading of the raw files (no image is opened yet).
+
+    Args:
+        dataset: one of :data:`DATASETS`.
+        root: the raw dataset's folder (local path or fsspec URI).
+        files: the adapter's options (the keys of its ``prepare.<dataset>`` params section).
+    """
+    if dataset == "hico":
+        from pipeline.datasets.hico import HicoFiles, read_hico
+
+        return read_hico(HicoFiles(root, **files))
+    if dataset == "mpii":
+        from pipeline.datasets.mpii import MpiiFiles, read_mpii
+
+        return read_mpii(MpiiFiles(root, **files))
+    if dataset == "table":
+        from pipeline.datasets.table import TableFiles, read_table_dataset
+
+        return read_table_dataset(TableFiles(root, **files))
+    raise ValueError(f"prepare.dataset {dataset!r}: expected one of {DATASETS}")
+
+
+def prepare_dataset(dataset: str, root: str, files: dict[str, Any], val_fraction: float = 0.1, seed: int = 0,
+                    decode_images: bool = True, workers: int = 8, max_reject_fraction: float = 1.0,
+                    rejects_path: str = "") -> Prepared:
+    """Reads a raw dataset with its adapter and builds the images, pairs, classes and rejects tables.
+
+    Raises:
+        AnnotationError: a malformed annotation file.
+        DataLossError: a split lost more than ``max_reject_fraction`` of its images or pairs.
+    """
+    from pipeline import storage
+
+    storage.check_access(root, "prepare.root")  # driver, credentials, bucket: fail in seconds
+    return assemble(read_dataset(dataset, root, files), val_fraction, seed, decode_images, workers,
+                    max_reject_fraction, rejects_path)
