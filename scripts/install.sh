@@ -34,4 +34,11 @@ step "pip and setuptools<81" "$PY" -m pip install -q --upgrade pip 'setuptools<8
 # torch first, alone, so that pip never swaps its build while resolving the project's ranges.
 # shellcheck disable=SC2086
 step "$TORCH_SPEC" "$PY" -m pip install -q $TORCH_SPEC
-step "the project${EXTRAS:+ [$EXTRAS]} (log: $LOG)" "$PY" -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
+# The project's ~150 dependencies with uv (measured here: 12 s against pip's 55-128 s on 2 cores); torch
+# stays as installed above (it satisfies the project's range). pip is the fallback where uv cannot reach
+# the index (uv does not read pip.conf).
+install_project() {
+  "$PY" -m pip install -q 'uv>=0.5,<1' && "$VENV/bin/uv" pip install -q --python "$PY" -e ".${EXTRAS:+[$EXTRAS]}" \
+    || { echo "uv failed; installing with pip" >&2; "$PY" -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"; }
+}
+step "the project${EXTRAS:+ [$EXTRAS]} (log: $LOG)" install_project
