@@ -60,6 +60,22 @@ def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill, 
                         font=font, spacing=2)
 
 
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text`` with line breaks so that no line is wider than ``width`` pixels."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            trial = f"{line} {word}".strip()
+            if line and draw.textlength(trial, font=font) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def draw_pairs(image: Image.Image, pairs: list[DrawnPair], other_boxes: list[tuple[list[float], str]] = (),
                note: str = "", options: PictureOptions = PictureOptions()) -> Image.Image:
     """The photo with its pairs drawn (a new RGB image of the same size).
@@ -88,12 +104,12 @@ def draw_pairs(image: Image.Image, pairs: list[DrawnPair], other_boxes: list[tup
         draw.line(centres, fill=colour, width=width)
         for cx, cy in centres:
             draw.ellipse([cx - 2 * width, cy - 2 * width, cx + 2 * width, cy + 2 * width], fill=colour)
-        text = "\n".join(f"{'#%d ' % (k + 1) if i == 0 else '   '}{name} {score:.2f}"
+        text = "\n".join(f"{'#%d ' % (k + 1) if i == 0 else '   '}{name.replace('_', ' ')} {score:.2f}"
                          for i, (name, score) in enumerate(pair.lines[:options.classes]))
         _label(draw, (float(pair.object_box[0]), float(pair.object_box[1])), text or f"#{k + 1}", colour, font, (w, h))
-    footer = " | ".join(t for t in (note, options.note) if t)
+    footer = "\n".join(t for t in (note, *options.note.split(" | ")) if t)
     if footer:
-        _label(draw, (0, h), footer, (0, 0, 0), font, (w, h))
+        _label(draw, (0, h), _wrap(draw, footer, font, w - 8), (0, 0, 0), font, (w, h))
     return out
 
 
