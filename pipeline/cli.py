@@ -19,6 +19,7 @@ import sys
 from pipeline.inference.engine import DEVICES, LOCAL_LIMIT, Placement, use_ray
 
 log = logging.getLogger("defr")
+SHOWN = 20  # images reported one per line; the rest are counted (every one is in the summary file)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -121,7 +122,8 @@ def run_detect(args) -> int:
     best = {}
     for h in result.hois:
         best.setdefault(h["image"], []).append(h)
-    for im in result.images:
+    shown = result.images[:SHOWN] if len(result.images) > SHOWN + 5 else result.images
+    for im in shown:
         if im["status"] == "rejected":
             print(f"{im['file_name']}: not used: {im['note']}")
         elif im["pairs"]:
@@ -130,6 +132,11 @@ def run_detect(args) -> int:
                   f"best: {top}")
         else:
             print(f"{im['file_name']}: no pairs: {im['note']}")
+    if len(shown) < len(result.images):
+        rest = result.images[len(shown):]
+        print(f"... and {len(rest)} more image(s): {sum(1 for i in rest if i.get('pairs'))} with pairs, "
+              f"{sum(1 for i in rest if i['status'] == 'no pairs')} without, "
+              f"{sum(1 for i in rest if i['status'] == 'rejected')} not used (all in {written['summary']})")
     for arg, why in inputs.problems:
         print(f"{arg}: {why}")
     box_rejects = [r for r in result.rejects if " box [" in str(r["image"])]
@@ -153,8 +160,10 @@ def run_classify(args) -> int:
     written = write_classify_results(result, args.out)
     for note in result.notes:
         print(f"NOTE: {note}")
-    for im in result.images:
+    for im in result.images[:SHOWN]:
         print(f"{im['image']}: " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in im["top"]))
+    if len(result.images) > SHOWN:
+        print(f"... and {len(result.images) - SHOWN} more image(s) in {written['classes']}")
     for r in result.rejects:
         print(f"{r['image']}: not used: {r['reason']}")
     print(f"top {args.top_k} classes of {len(result.images)} image(s) in {written['classes']}; "

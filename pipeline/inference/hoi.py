@@ -31,7 +31,8 @@ from .pictures import PictureOptions
 from .regions import box_counts, score_rows, why_no_pairs
 
 log = logging.getLogger(__name__)
-DEMO_NOTE = "DEMO ONLY model (random weights, not trained on real data): its scores mean nothing"
+DEMO_NOTE = ("DEMO ONLY model (its checkpoint says so: the tiny model of the synthetic demo, or random weights): "
+             "its scores mean nothing on real images")
 RANDOM_DETECTOR_NOTE = "random detector weights (TESTS / DEMO ONLY): its boxes mean nothing"
 
 

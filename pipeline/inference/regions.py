@@ -74,7 +74,9 @@ class RegionPredictor:
     def prepare(self, image, row: dict):
         return image, self.transform(image)
 
-    def _boxes(self, images, rows) -> list[tuple[ImageDetections, Counts, int]]:
+    def find_boxes(self, images, rows) -> list[tuple[ImageDetections, Counts, int]]:
+        """Per image: its boxes (detected, or from its row) after the post-processing, the counts and
+        reject rows of what was dropped, and boxes of non-COCO classes dropped."""
         names = [str(r.get("name") or r.get("file_name") or f"image {r['image_id']}") for r in rows]
         if self.detector is not None:
             return self.detector.detect([np.asarray(im) for im in images], [r["image_id"] for r in rows], names)
@@ -88,15 +90,24 @@ class RegionPredictor:
         return out
 
     def __call__(self, items: list, rows: list[dict]) -> pa.Table:
+        images = [it[0] for it in items]
+        found = self.find_boxes(images, rows)
+        pairs, scored = self.score(items, rows, found)
+        return self.assemble(images, rows, found, pairs, scored)
+
+    def score(self, items: list, rows: list[dict], found: list) -> tuple[list, pa.Table]:
+        """Pairs of each image and the HOI_DETECTIONS rows of the batch (top-k per image)."""
         import torch
 
         images = [it[0] for it in items]
-        found = self._boxes(images, rows)
-        ids = [r["image_id"] for r in rows]
         pairs = [make_pairs(d.boxes, d.labels, d.scores, *im.size, self.pair_params, r["image_id"])
                  for (d, _, _), im, r in zip(found, images, rows)]
-        scored = self.scorer.score(ids, torch.stack([it[1] for it in items]), pairs,
+        scored = self.scorer.score([r["image_id"] for r in rows], torch.stack([it[1] for it in items]), pairs,
                                    [tuple(float(v) for v in im.size) for im in images])
+        return pairs, scored
+
+    def assemble(self, images, rows, found, pairs, scored: pa.Table) -> pa.Table:
+        """One output row per image, with its picture and attention map when asked."""
         out = []
         for image, row, (det, counts, unmapped), p in zip(images, rows, found, pairs):
             mine = scored.filter(pc.equal(scored["image_id"], row["image_id"]))
