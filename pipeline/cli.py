@@ -161,7 +161,7 @@ def run_classify(args) -> int:
     for note in result.notes:
         print(f"NOTE: {note}")
     for im in result.images[:SHOWN]:
-        print(f"{im['image']}: " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in im["top"]))
+        print(f"{im['file_name']}: " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in im["top"]))
     if len(result.images) > SHOWN:
         print(f"... and {len(result.images) - SHOWN} more image(s) in {written['classes']}")
     for r in result.rejects:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +23,9 @@ from pipeline import schemas, storage
 from pipeline.detection import oracle
 from pipeline.detection.boxes import Counts, ImageDetections, finish, rejects_table, to_table
 from pipeline.rejects import check_loss
+
+if TYPE_CHECKING:
+    from pipeline.inference.detections import DetectorSpec
 
 log = logging.getLogger(__name__)
 BACKENDS = ("mmdet", "precomputed", "oracle")
@@ -45,7 +49,7 @@ class DetectOptions:
     backend: str
     score_floor: float = 0.05
     max_per_image: int = 100
-    mmdet: object | None = None               # pipeline.inference.detections.DetectorSpec
+    mmdet: "DetectorSpec | None" = None
     precomputed: PrecomputedSpec | None = None
     oracle: oracle.OracleConfig | None = None
 

@@ -45,6 +45,7 @@ def classify_images(inputs: ImageInputs, checkpoint: str, top_k: int, placement:
     run = score_images(inputs.table.select(["image_id", "uri"]), checkpoint, placement, ray=ray, upright=True)
     names = dict(zip(inputs.table["image_id"].to_pylist(), inputs.table["name"].to_pylist()))
     uris = dict(zip(inputs.table["image_id"].to_pylist(), inputs.table["uri"].to_pylist()))
+    files = dict(zip(inputs.table["image_id"].to_pylist(), inputs.table["file_name"].to_pylist()))
     images = []
     for image_id, logits in zip(run.table["image_id"].to_pylist(), run.table["scores"].to_pylist()):
         logits = np.asarray(logits, np.float64)
@@ -52,7 +53,7 @@ def classify_images(inputs: ImageInputs, checkpoint: str, top_k: int, placement:
         top = [{"class": int(c), "name": classes[c].name, "verb": classes[c].verb, "object": classes[c].object,
                 "logit": round(float(logits[c]), 4), "score": round(float(1 / (1 + np.exp(-logits[c]))), 4)}
                for c in best]
-        images.append({"image": names[image_id], "uri": uris[image_id], "top": top})
+        images.append({"image": names[image_id], "file_name": files[image_id], "uri": uris[image_id], "top": top})
     rejects = [{"image": a, "reason": why} for a, why in inputs.problems]
     rejects += [{"image": uri, "reason": reason} for uri, _, reason in run.rejects]
     notes = [DEMO_NOTE] if config.metadata.get("demo_only") else []
@@ -61,7 +62,7 @@ def classify_images(inputs: ImageInputs, checkpoint: str, top_k: int, placement:
         items = []
         for im in images[:SHEET_MAX]:
             try:
-                items.append((read_rgb(im["uri"], upright=True), im["image"],
+                items.append((read_rgb(im["uri"], upright=True), im["file_name"],
                               [(t["name"], t["score"]) for t in im["top"]]))
             except ImageError:  # changed since it was scored: leave it off the sheet
                 continue

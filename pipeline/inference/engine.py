@@ -186,8 +186,9 @@ def run_predictor(images: pa.Table, predictor: type, kwargs: dict, placement: Pl
     else:
         parts, info = _in_process(images, predictor, kwargs, placement, upright, desc)
     info["seconds"] = round(time.perf_counter() - start, 3)
-    if not parts:
-        return PoolRun(images.select(["image_id"]).slice(0, 0), [], info)
+    if not parts:  # no image at all: an empty table of the predictor's columns
+        schema = pa.schema([("image_id", pa.int64()), *predictor.schema])
+        return PoolRun(schema.empty_table(), [], info)
     result = pa.concat_tables(parts).sort_by("image_id")
     problem = result["problem"]
     failed = result.filter(problem.is_valid())

@@ -128,12 +128,13 @@ def contact_sheet(items: list[tuple[Image.Image, str, list[tuple[str, float]]]],
     n_lines = 1 + max((len(lines) for _, _, lines in items), default=0)
     cols = max(1, min(columns, len(items)))
     rows = -(-len(items) // cols) if items else 1
-    top = line_h + 8 if note else 0
     cw, ch = cell + 12, cell + 12 + n_lines * line_h
+    note = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), note, font, cols * cw - 12) if note else ""
+    top = (note.count("\n") + 1) * line_h + 8 if note else 0
     sheet = Image.new("RGB", (cols * cw, top + rows * ch), "white")
     draw = ImageDraw.Draw(sheet)
     if note:
-        draw.text((6, 4), note, fill=(160, 0, 0), font=font)
+        draw.multiline_text((6, 4), note, fill=(160, 0, 0), font=font, spacing=4)
     for i, (image, title, lines) in enumerate(items):
         x, y = (i % cols) * cw + 6, top + (i // cols) * ch + 6
         thumb = image.convert("RGB").copy()

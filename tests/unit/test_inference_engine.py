@@ -76,6 +76,7 @@ def test_keys_are_checked(images):
         run_predictor(table.drop_columns(["uri"]), MeanColour, {}, Placement(), ray=False)
     empty = run_predictor(table.slice(0, 0), MeanColour, {}, Placement(), ray=False)
     assert empty.table.num_rows == 0 and empty.rejects == []
+    assert empty.table.column_names == ["image_id", "mean", "tag", "prepared"]
 
 
 def test_placement_and_when_ray_is_used(monkeypatch):
