@@ -66,7 +66,7 @@ class RegionPredictor:
         self.pair_params = PairParams(**pairs)
         self.score_params = ScoreParams(**scoring)
         self.scorer = RegionScorer(self.model, self.score_params, self.classes)
-        self.boxes = {"score_floor": 0.0, "max_per_image": 0, **(boxes or {})}
+        self.box_filter = {"score_floor": 0.0, "max_per_image": 0, **(boxes or {})}
         self.detector = BoxDetector(DetectorSpec(**detector), device) if detector else None
         self.picture = PictureOptions(**picture) if picture is not None else None
         self.attention = attention
@@ -85,7 +85,7 @@ class RegionPredictor:
             counts = Counts()
             det = ImageDetections(row["image_id"], np.asarray(row["boxes"] or [], np.float32).reshape(-1, 4),
                                   np.asarray(row["labels"] or [], np.int64), np.asarray(row["scores"] or [], np.float32))
-            out.append((finish(det, *image.size, self.boxes["score_floor"], self.boxes["max_per_image"], counts,
+            out.append((finish(det, *image.size, self.box_filter["score_floor"], self.box_filter["max_per_image"], counts,
                                source=row["uri"], image=name), counts, 0))
         return out
 

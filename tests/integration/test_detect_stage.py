@@ -250,3 +250,27 @@ def test_the_boxes_json_of_real_photos_through_the_stage(tmp_path, shared_photos
     first = table.filter(pc.equal(table["image_id"], 1))
     assert first["label"].to_pylist() == [0, 17, 16]
     assert table.filter(pc.equal(table["image_id"], 3))["label"].to_pylist() == [17] * 5
+
+
+def test_oracle_without_ground_truth_pairs_is_not_applicable_and_score_regions_says_so(prepared_demo, tmp_path):
+    """An image-level dataset (no HICO-DET boxes): the oracle has nothing to perturb. Both stages write an
+    empty table whose metadata says why, instead of failing or inventing boxes."""
+    from pipeline.model import ModelConfig, build_model, save_checkpoint
+    from stages import score_regions
+
+    pairs = storage.read_parquet(prepared_demo / "pairs.parquet")
+    storage.write_parquet(pairs.slice(0, 0), tmp_path / "no_pairs.parquet")
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"detect": BASE}))
+    meta = detect.main(["--params", str(tmp_path / "d.yaml"), "--images", str(prepared_demo / "images.parquet"),
+                        "--pairs", str(tmp_path / "no_pairs.parquet"), "--out", str(tmp_path / "d.parquet"),
+                        "--rejects", str(tmp_path / "r.parquet")])
+    assert storage.read_parquet(tmp_path / "d.parquet").num_rows == 0
+    reason = storage.parquet_metadata(tmp_path / "d.parquet")["not_applicable"]
+    assert "no ground-truth human-object pairs" in reason and meta["not_applicable"] == reason
+    save_checkpoint(build_model(ModelConfig(model_name="defr-tiny-vit", init="random"), None), tmp_path / "model")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"score_regions": {"split": "test"}}))
+    score_regions.main(["--params", str(tmp_path / "s.yaml"), "--model", str(tmp_path / "model"), "--detections",
+                        str(tmp_path / "d.parquet"), "--images", str(prepared_demo / "images.parquet"),
+                        "--out", str(tmp_path / "h.parquet"), "--plots", str(tmp_path / "plots")])
+    assert storage.read_parquet(tmp_path / "h.parquet").num_rows == 0
+    assert storage.parquet_metadata(tmp_path / "h.parquet")["not_applicable"] == f"no detections: {reason}"
