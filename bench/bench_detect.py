@@ -62,6 +62,9 @@ def _detector_figures(images: pa.Table) -> None:
     base = N_IMAGES / (time.perf_counter() - start)
     print(f"in-process baseline (1 thread, batch 8, 320 px): {base:.2f} images/s; model build {build:.1f} s")
 
+    from pipeline.distributed import init_ray
+
+    init_ray(None)  # Ray itself starts outside the timings, as on a running cluster
     spec = {"config": CONFIG, "checkpoint": "random", "test_scale": [320, 320]}
     walls = {}
     for actors in (1, 2):
