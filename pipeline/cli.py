@@ -1,4 +1,4 @@
-"""The ``defr`` command: a trained DEFR model on your own images.
+r"""The ``defr`` command: a trained DEFR model on your own images.
 
     defr detect photos/ --model models/defr --boxes photos/boxes.json --out results/
     defr detect photos/*.jpg --model models/defr --detector rtmdet_tiny_8xb32-300e_coco \
@@ -19,6 +19,14 @@ import sys
 from pipeline.inference.engine import DEVICES, LOCAL_LIMIT, Placement, use_ray
 
 log = logging.getLogger("defr")
+EXAMPLES = r"""examples:
+  defr detect photos/ --model models/defr --boxes photos/boxes.json --out results/
+  defr detect photos/*.jpg --model models/defr --detector rtmdet_tiny_8xb32-300e_coco \
+      --detector-checkpoint rtmdet_tiny.pth --out results/ --attention
+  defr classify photos/ --model models/defr --out results/
+
+IMAGES: files, folders, globs, fsspec URIs (s3://, gs://) or .txt files listing them. Up to 32 images run
+in this process; more, --ray or RAY_ADDRESS: Ray Data, one model per GPU (CPU actors without GPUs)."""
 SHOWN = 20  # images reported one per line; the rest are counted (every one is in the summary file)
 
 
@@ -39,9 +47,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="defr", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[2:6]))
+    ap = argparse.ArgumentParser(prog="defr", description="A trained DEFR model on your own images: HOI "
+                                 "detection (detect) and image-level classes (classify).",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     sub = ap.add_subparsers(dest="command", required=True, metavar="{detect,classify}")
     d = sub.add_parser("detect", help="human-object interactions: every person-object pair scored, drawn")
     _common(d)
