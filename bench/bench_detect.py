@@ -1,4 +1,5 @@
-"""detect: CPU throughput of RTMDet-tiny on a Ray Data actor pool, and the mmcv wheel build / re-install.
+"""detect: CPU throughput of RTMDet-tiny on the inference engine's Ray Data pool, and the mmcv wheel build /
+re-install.
 
     python -m bench detect
 
@@ -41,38 +42,40 @@ def _images(root: Path) -> pa.Table:
 
 
 def _detector_figures(images: pa.Table) -> None:
+    import numpy as np
     import torch
 
-    from pipeline.detection.actor_pool import DetectorSpec, decode, detection_dataset
+    from pipeline.data.images import read_rgb
     from pipeline.detection.mmdet_backend import MMDetDetector
-    from pipeline.distributed import init_ray
+    from pipeline.inference.detections import DetectorPredictor
+    from pipeline.inference.engine import Placement, run_predictor
 
     torch.set_num_threads(1)
     start = time.perf_counter()
     det = MMDetDetector(CONFIG, "random", test_scale=[320, 320])
     build = time.perf_counter() - start
-    det.predict([decode(images["uri"][0].as_py(), *SIZE)[0]])  # warm-up
+    det.predict([np.asarray(read_rgb(images["uri"][0].as_py()))])  # warm-up
     start = time.perf_counter()
     rows = images.to_pylist()
     for i in range(0, len(rows), 8):
-        det.predict([decode(r["uri"], r["width"], r["height"])[0] for r in rows[i:i + 8]])
+        det.predict([np.asarray(read_rgb(r["uri"], (r["width"], r["height"]))) for r in rows[i:i + 8]])
     base = N_IMAGES / (time.perf_counter() - start)
     print(f"in-process baseline (1 thread, batch 8, 320 px): {base:.2f} images/s; model build {build:.1f} s")
 
-    init_ray(None)
-    spec = DetectorSpec(config=CONFIG, checkpoint="random", test_scale=[320, 320])
+    from pipeline.distributed import init_ray
+
+    init_ray(None)  # Ray itself starts outside the timings, as on a running cluster
+    spec = {"config": CONFIG, "checkpoint": "random", "test_scale": [320, 320]}
     walls = {}
     for actors in (1, 2):
-        ds, _, _ = detection_dataset(images, spec, actors=actors, cpus_per_actor=1, batch_size=8,
-                                     device="cpu")
-        start, first, rows = time.perf_counter(), None, 0
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            rows += batch.num_rows
-            first = first or time.perf_counter() - start
+        start = time.perf_counter()
+        run = run_predictor(images, DetectorPredictor, {"spec": spec},
+                            Placement(batch_size=8, actors=actors, cpus_per_actor=1, device="cpu"), ray=True,
+                            desc=f"detect, {actors} actor(s)")
         walls[actors] = time.perf_counter() - start
-        assert rows == N_IMAGES
-        print(f"Ray Data, {actors} CPU actor(s): {N_IMAGES / walls[actors]:.2f} images/s including actor "
-              f"start ({walls[actors]:.1f} s for {N_IMAGES}; first batch after {first:.1f} s), "
+        assert run.table.num_rows == N_IMAGES
+        print(f"Ray Data (the inference engine), {actors} CPU actor(s): {N_IMAGES / walls[actors]:.2f} images/s "
+              f"including actor start ({walls[actors]:.1f} s for {N_IMAGES}), "
               f"{N_IMAGES / walls[actors] / base:.2f}x the in-process baseline, "
               f"{walls[1] / walls[actors]:.2f}x 1 actor; load average {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} cores")

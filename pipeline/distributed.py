@@ -264,37 +264,3 @@ def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-def map_with_actor_pool(table, actor_cls, constructor_kwargs: dict, *, actors: int = 1,
-                        cpus_per_actor: float = 1, batch_size: int = 8, device: str = "auto",
-                        param: str = "device"):
-    """A lazy Ray Dataset of ``actor_cls`` applied to ``table`` in pyarrow batches, on a fixed actor pool.
-
-    One actor per GPU when ``device`` is ``cuda``, or ``auto`` and the cluster has GPUs; else ``actors``
-    CPU actors of ``cpus_per_actor`` CPUs. The actor is built with ``constructor_kwargs`` plus ``device``
-    ("cuda" / "cpu") and ``threads`` (torch threads). Ray must be initialized.
-
-    Returns:
-        (dataset, number of actors, whether they use GPUs).
-
-    Raises:
-        ValueError: ``device`` is ``cuda`` but the cluster has no GPU (names ``param``).
-    """
-    import ray
-
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
-    if use_gpu and gpus == 0:
-        raise ValueError(f"{param} is cuda but the Ray cluster has no GPU")
-    n_batches = -(-table.num_rows // batch_size)
-    size = max(1, min(gpus if use_gpu else max(1, int(actors)), n_batches))
-    resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": cpus_per_actor}
-    # Blocks of one batch each, so that every actor of the pool gets work from the first batch on.
-    blocks = [table.slice(i, batch_size) for i in range(0, table.num_rows, batch_size)] or [table]
-    kwargs = {**constructor_kwargs, "device": "cuda" if use_gpu else "cpu",
-              "threads": 1 if use_gpu else cpus_per_actor}
-    ds = ray.data.from_arrow(blocks).map_batches(
-        actor_cls, batch_size=batch_size, batch_format="pyarrow", fn_constructor_kwargs=kwargs,
-        compute=ray.data.ActorPoolStrategy(size=size), **resources)
-    return ds, size, use_gpu

@@ -24,6 +24,7 @@ TEMPLATE_FIELDS = ("verb", "verb_ing", "object", "a_object", "name", "category")
 PATCH_RULES = ("any", "center", "fraction")
 SCORE_PATHS = ("shared_prefix", "naive")
 DEVICES = ("auto", "cpu", "cuda")
+PRECOMPUTED_FORMATS = ("hico_json", "table", "boxes_json")
 
 
 def template_problem(template: str) -> str | None:
@@ -144,7 +145,7 @@ SECTIONS = {
             "seed": Param("int", 0, low=0, doc="seed of the random weights"),
         },
         "precomputed": {
-            "format": Param("str", "hico_json", choices=("hico_json", "table")),
+            "format": Param("str", "hico_json", choices=PRECOMPUTED_FORMATS),
             "path": _file("directory of per-image JSON files, or a .parquet / .csv table"),
             "label_space": Param("str", "hico80", choices=("hico80", "coco80", "coco91")),
         },

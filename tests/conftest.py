@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_HICO = Path(os.environ.get("DEFR_SHARED_HICO", ROOT.parent / "shared" / "data" / "hico"))
 SHARED_MPII = Path(os.environ.get("DEFR_SHARED_MPII", ROOT.parent / "shared" / "data" / "mpii"))
+SHARED_PHOTOS = Path(os.environ.get("DEFR_SHARED_PHOTOS", ROOT.parent / "shared" / "data" / "photos"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,6 +32,14 @@ def shared_mpii() -> Path:
     if not (SHARED_MPII / "activities.csv").exists():
         pytest.skip(f"real MPII activity labels not found at {SHARED_MPII} (set DEFR_SHARED_MPII)")
     return SHARED_MPII
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    """Three real photographs with hand-drawn boxes in ../shared/data/photos (skip when absent)."""
+    if not (SHARED_PHOTOS / "boxes.json").exists():
+        pytest.skip(f"shared photos not found at {SHARED_PHOTOS} (set DEFR_SHARED_PHOTOS)")
+    return SHARED_PHOTOS
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from pipeline import storage
@@ -14,17 +14,25 @@ class ImageError(ValueError):
     """An image that cannot be used; the message is the reason (for errors and rejects reports)."""
 
 
-def read_rgb(uri: str, expected: tuple[int, int] | None = None) -> Image.Image:
+def read_rgb(uri: str, expected: tuple[int, int] | None = None, upright: bool = False) -> Image.Image:
     """The whole image as RGB (local path or fsspec URI), checked against the annotated (width, height).
+
+    Args:
+        uri: local path or fsspec URI.
+        expected: the annotated (width, height); None: any size.
+        upright: apply the EXIF orientation (a phone photo stored sideways comes out as it is shown). Off
+            for dataset images, whose boxes are annotated in the stored pixel frame.
 
     Raises:
         ImageError: missing, undecodable (e.g. truncated), or not the annotated size.
     """
     try:
         with storage.open_file(uri) as f, Image.open(f) as im:
-            img = im.convert("RGB")
+            img = (ImageOps.exif_transpose(im) if upright else im).convert("RGB")
     except FileNotFoundError:
         raise ImageError("missing image file") from None
+    except IsADirectoryError:
+        raise ImageError("a folder, not an image file") from None
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
         raise ImageError(f"cannot decode image: {type(e).__name__}: {e}") from e
     if expected is not None and img.size != tuple(expected):

@@ -1,4 +1,4 @@
-"""The detections table: clipping to the image, score floor, per-image cap, schema conformance."""
+"""The detections table: clipping to the image, unusable boxes (rejects), score floor, per-image cap, schema."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,35 +18,91 @@ class ImageDetections:
     scores: np.ndarray
 
 
+# Why a box is dropped. Each dropped box is a reject row (source, item, reason) of the detect stage's rejects
+# table and counts against checks.max_reject_fraction. The score floor and the per-image cap are filters,
+# not drops: they are what the params ask for, so they are counted in the metadata only.
+NON_FINITE = "non-finite box"
+DEGENERATE = "degenerate box (x2 <= x1 or y2 <= y1)"
+LIKELY_XYWH = ("likely x, y, w, h box: x2 <= x1 or y2 <= y1, but read as x, y, w, h it fits the image "
+               "(boxes must be x1, y1, x2, y2)")
+OUTSIDE = "box outside the image"
+CLIPPED = "clipped to the image (kept)"
+
+
 @dataclass
 class Counts:
     """What the post-processing changed, reported in the artifact's metadata (nothing silently)."""
-    clipped: int = 0          # boxes that reached outside the image and were clipped to it
-    degenerate: int = 0       # boxes of zero area after clipping, dropped
-    below_floor: int = 0      # boxes under the score floor, dropped
-    over_cap: int = 0         # boxes beyond max_per_image (lowest scores), dropped
+    boxes: int = 0            # boxes seen (before anything was dropped or filtered)
+    clipped: int = 0          # boxes that reached outside the image and were clipped to it (kept)
+    below_floor: int = 0      # filter: boxes under the score floor
+    over_cap: int = 0         # filter: boxes beyond max_per_image (lowest scores)
+    rejects: list = field(default_factory=list)   # (source, item, reason) of every dropped box
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"clipped": self.clipped, "degenerate_dropped": self.degenerate,
-                "below_score_floor": self.below_floor, "over_max_per_image": self.over_cap,
-                **self.extra}
+        return {"boxes_in": self.boxes, "clipped": self.clipped, "boxes_rejected": len(self.rejects),
+                "below_score_floor": self.below_floor, "over_max_per_image": self.over_cap, **self.extra}
+
+    def add(self, other: "Counts") -> None:
+        self.boxes += other.boxes
+        self.clipped += other.clipped
+        self.below_floor += other.below_floor
+        self.over_cap += other.over_cap
+        self.rejects += other.rejects
+
+
+def box_problems(boxes: np.ndarray, width: float, height: float) -> tuple[np.ndarray, list[str | None], np.ndarray]:
+    """Clips boxes to [0, width] x [0, height] and says which cannot be used, and why.
+
+    Args:
+        boxes: [N, 4] ``x1, y1, x2, y2`` in original pixels.
+        width, height: the image size.
+
+    Returns:
+        (clipped boxes [N, 4] float32, reason per box (None: usable), [N] bool: usable and changed by clipping).
+        Reasons: :data:`NON_FINITE`, :data:`DEGENERATE`, :data:`LIKELY_XYWH` (an inverted box that would fit
+        the image read as x, y, w, h: a whole file of them means the wrong box format), :data:`OUTSIDE`.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(boxes).all(axis=1)
+    safe = np.where(finite[:, None], boxes, 0.0)
+    clipped = np.clip(safe, 0, [width, height, width, height])
+    inverted = finite & ((safe[:, 2] <= safe[:, 0]) | (safe[:, 3] <= safe[:, 1]))
+    strictly = (safe[:, 2] < safe[:, 0]) | (safe[:, 3] < safe[:, 1])   # a zero-width box is just degenerate
+    as_xywh = (inverted & strictly & (safe[:, :2] >= 0).all(axis=1) & (safe[:, 2:] > 0).all(axis=1)
+               & (safe[:, 0] + safe[:, 2] <= width) & (safe[:, 1] + safe[:, 3] <= height))
+    empty = finite & ~inverted & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
+    reasons: list[str | None] = [None] * len(boxes)
+    for mask, reason in ((~finite, NON_FINITE), (inverted & ~as_xywh, DEGENERATE), (as_xywh, LIKELY_XYWH),
+                         (empty, OUTSIDE)):
+        for i in np.flatnonzero(mask):
+            reasons[i] = reason
+    usable = finite & ~inverted & ~empty
+    changed = usable & (np.abs(clipped - safe) > 0).any(axis=1)
+    return clipped.astype(np.float32), reasons, changed
+
+
+def box_item(image: str | int, box) -> str:
+    """The rejects ``item`` of one box: its image and its coordinates as given."""
+    return f"{image} box [{', '.join(f'{float(v):.1f}' for v in np.asarray(box).reshape(-1))}]"
 
 
 def finish(det: ImageDetections, width: int, height: int, score_floor: float, max_per_image: int,
-           counts: Counts) -> ImageDetections:
-    """Clips boxes to [0, width] x [0, height], drops degenerate, low-score and surplus boxes.
+           counts: Counts, source: str = "", image: str | None = None) -> ImageDetections:
+    """Clips boxes to the image, drops unusable boxes (reject rows), applies the score floor and the cap.
 
-    Boxes stay sorted by descending score. ``counts`` is updated in place.
+    Boxes stay sorted by descending score. ``counts`` is updated in place; every dropped box adds a
+    ``(source, item, reason)`` row to ``counts.rejects`` (``item`` names ``image``, default the image id).
     """
     boxes = np.asarray(det.boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.asarray(det.scores, dtype=np.float32).reshape(-1)
     labels = np.asarray(det.labels, dtype=np.int64).reshape(-1)
-    limit = np.array([width, height, width, height], dtype=np.float32)
-    clipped = np.clip(boxes, 0, limit)
-    counts.clipped += int(np.any(clipped != boxes, axis=1).sum())
-    ok = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    counts.degenerate += int((~ok).sum())
+    clipped, reasons, changed = box_problems(boxes, width, height)
+    counts.boxes += len(boxes)
+    counts.clipped += int(changed.sum())
+    name = image if image is not None else f"image {det.image_id}"
+    counts.rejects += [(source, box_item(name, boxes[i]), r) for i, r in enumerate(reasons) if r is not None]
+    ok = np.array([r is None for r in reasons], dtype=bool)
     high = scores >= score_floor
     counts.below_floor += int((ok & ~high).sum())
     keep = np.flatnonzero(ok & high)

@@ -1,6 +1,7 @@
 """An MMDetection detector: config resolution, safe checkpoint loading, batched inference.
 
-Install the stack with ``bash scripts/install_mmdet.sh .venv/bin/python`` (``make install`` does it).
+Install the stack with ``make install-detect`` (it runs ``scripts/install_mmdet.sh``; ``make test`` does it
+too).
 mmdet is imported lazily, so the rest of the pipeline works without it.
 
 The config is a path to an MMDetection config file or the name of a config bundled with mmdet (its

@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.detection.boxes import ImageDetections
-from pipeline.vocab import hico_vocabulary
 
 LABEL = "demo only: perturbed ground-truth boxes (oracle), not a detector"
 
@@ -51,14 +50,18 @@ class OracleConfig:
                 raise ValueError(f"detect.oracle.{name} must be [low, high] within [0, 1], got {[lo, hi]}")
 
 
-def ground_truth(pairs: pa.Table) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def ground_truth(pairs: pa.Table, class_coco80: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Unique annotated boxes per image: {image_id: (boxes [N, 4], COCO-80 labels [N])}.
 
     A person or object that takes part in several pairs is annotated once per pair, so identical
-    boxes with the same label are merged.
+    boxes with the same label are merged. ``class_coco80`` is the COCO-80 label of each class's object
+    (``ClassSpace.coco80``; -1 where a class has none: its object boxes carry no detector label and are
+    left out, the person boxes stay).
     """
-    vocab = hico_vocabulary()
-    hoi_coco = vocab.object_to_coco80[vocab.hoi_object]
+    class_coco80 = np.asarray(class_coco80, dtype=np.int64)
+    pairs = pairs.filter(pa.array(class_coco80[pairs["hoi"].to_numpy().astype(np.int64)] >= 0)) \
+        if pairs.num_rows and (class_coco80 < 0).any() else pairs
+    hoi_coco = class_coco80
     ids = pairs["image_id"].to_numpy()
     hoi = pairs["hoi"].to_numpy().astype(np.int64)
     human = np.asarray(pairs["human_box"].to_pylist(), dtype=np.float32).reshape(-1, 4)
@@ -102,12 +105,13 @@ def perturb(image_id: int, width: int, height: int, gt_boxes: np.ndarray, gt_lab
                            scores.astype(np.float32))
 
 
-def oracle_detections(images: pa.Table, pairs: pa.Table, cfg: OracleConfig) -> list[ImageDetections]:
+def oracle_detections(images: pa.Table, pairs: pa.Table, cfg: OracleConfig,
+                      class_coco80: np.ndarray) -> list[ImageDetections]:
     """Oracle detections for every image of ``images`` (image_id, width, height).
 
     Images without annotated pairs get false positives only.
     """
-    gt = ground_truth(pairs)
+    gt = ground_truth(pairs, class_coco80)
     empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
     out = []
     for image_id, w, h in zip(images["image_id"].to_pylist(), images["width"].to_pylist(),

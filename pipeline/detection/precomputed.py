@@ -1,6 +1,6 @@
 """Importing detections made elsewhere, validated against the image list.
 
-Two formats:
+Three formats:
 
 - ``hico_json``: one JSON file per image, named after the image (``HICO_test2015_00000001.json``), with
   ``{"boxes": [[x1, y1, x2, y2], ...], "labels": [...], "scores": [...]}``: the format in which the
@@ -9,12 +9,17 @@ Two formats:
   person = 49); boxes are continuous pixel coordinates of the original image.
 - ``table``: a Parquet or CSV file with a row per box: ``image_id`` or ``file_name``; ``box`` (list of 4)
   or ``x1, y1, x2, y2``; ``label``; ``score``.
+- ``boxes_json``: one JSON file, image file name -> list of ``{"category": COCO name, "box": [x1, y1, x2,
+  y2], "score": s}`` (pixels; ``score`` defaults to 1 for hand-drawn boxes): the form of
+  ``shared/data/photos/boxes.json``, and the simplest to write by hand. Categories are COCO names in any
+  usual spelling ("traffic light", "motorbike", ...); the label space does not apply.
 
 Per-image problems (missing or malformed file, a row for an image that is not in the list) go to the
 rejects report; a label outside the declared label space is an error (the whole file is then suspect).
 """
 from __future__ import annotations
 
+import difflib
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +33,9 @@ from tqdm import tqdm
 
 from pipeline import storage
 from pipeline.detection.boxes import ImageDetections
-from pipeline.detection.classes import to_coco80
+from pipeline.detection.classes import coco80_names, normalize, to_coco80
 
-FORMATS = ("hico_json", "table")
+FORMATS = ("hico_json", "table", "boxes_json")
 
 
 def _stem(file_name: str) -> str:
@@ -145,13 +150,101 @@ def read_table(uri: str, images: pa.Table, label_space: str = "coco80"
     return dets, rejects, {"rows": table.num_rows}
 
 
+def _entry_boxes(entries, index: dict[str, int]) -> tuple[tuple | None, str | None, str | None]:
+    """(boxes, labels, scores) of one image's list of ``{category, box, score}``; else a problem of the
+    entry (a reject) or an unknown category (an error: the whole file is then suspect)."""
+    if not isinstance(entries, list):
+        return None, f"expected a list of {{category, box, score}}, got {type(entries).__name__}", None
+    boxes, labels, scores = [], [], []
+    for j, e in enumerate(entries):
+        if not isinstance(e, dict) or "category" not in e or "box" not in e:
+            return None, f"entry {j}: expected an object with keys category, box (and score)", None
+        try:
+            box = [float(v) for v in e["box"]]
+            score = float(e.get("score", 1.0))
+        except (TypeError, ValueError):
+            return None, f"entry {j}: box must be 4 numbers and score a number, got {e['box']!r}", None
+        if len(box) != 4:
+            return None, f"entry {j}: box must be [x1, y1, x2, y2], got {len(box)} numbers", None
+        name = normalize(str(e["category"]))
+        if name not in index:
+            close = difflib.get_close_matches(name, list(index), n=3, cutoff=0.6)
+            return None, None, f"entry {j}: category {e['category']!r} is not a COCO class (close: {close})"
+        boxes.append(box)
+        labels.append(index[name])
+        scores.append(score)
+    return (np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(labels, np.int64),
+            np.asarray(scores, np.float64)), None, None
+
+
+def read_boxes_json(uri: str, images: pa.Table) -> tuple[list[ImageDetections], list[tuple[str, str, str]], dict]:
+    """Reads a ``boxes_json`` file (module doc) for the images of ``images`` (image_id, file_name).
+
+    An image is found by its file name, or by a key whose last path part is its file name. Images without
+    an entry, or whose entry is malformed, are reject rows.
+
+    Returns:
+        (detections per image found, reject rows (source, item, reason), metadata counts).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a JSON object, or a category that is not a COCO class (names the image and entry).
+    """
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"boxes file {uri} does not exist")
+    doc, problem = _read_json(uri)
+    if problem or not isinstance(doc, dict):
+        raise ValueError(f"{uri}: {problem or 'not a JSON object'}; expected image file name -> list of "
+                         '{"category": COCO name, "box": [x1, y1, x2, y2], "score": s}')
+    by_name: dict[str, list[str]] = {}
+    for key in doc:
+        by_name.setdefault(PurePosixPath(str(key)).name, []).append(key)
+    index = {n: i for i, n in enumerate(coco80_names())}
+    dets, rejects, used = [], [], set()
+    for image_id, name in zip(images["image_id"].to_pylist(), images["file_name"].to_pylist()):
+        keys = [name] if name in doc else by_name.get(PurePosixPath(str(name)).name, [])
+        if len(keys) != 1:
+            rejects.append((uri, name, "no entry for this image in the boxes file" if not keys else
+                            f"several entries match this file name: {keys[:3]}"))
+            continue
+        used.add(keys[0])
+        parsed, problem, error = _entry_boxes(doc[keys[0]], index)
+        if error:
+            raise ValueError(f"{uri}: image {keys[0]!r}, {error}")
+        if problem:
+            rejects.append((uri, name, problem))
+            continue
+        dets.append(ImageDetections(int(image_id), *parsed))
+    return dets, rejects, {"entries_not_in_image_list": len(set(doc) - used)}
+
+
+def sniff_format(path: str) -> str:
+    """The precomputed format of ``path``: a folder is ``hico_json``, ``.parquet`` / ``.csv`` a
+    ``table``, a ``.json`` file ``boxes_json``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    fs, local = storage.filesystem(str(path), "boxes")
+    if fs.isdir(local):
+        return "hico_json"
+    if str(path).endswith((".parquet", ".csv")):
+        return "table"
+    if str(path).endswith(".json"):
+        return "boxes_json"
+    raise ValueError(f"boxes {path}: expected a folder of per-image JSON files, a .parquet / .csv table, or "
+                     "a .json file of image name -> [{category, box, score}]")
+
+
 def read_precomputed(fmt: str, path: str, images: pa.Table, label_space: str
                      ) -> tuple[list[ImageDetections], list[tuple[str, str, str]], dict]:
-    """Dispatches on ``fmt`` (``hico_json`` | ``table``)."""
+    """Dispatches on ``fmt`` (``hico_json`` | ``table`` | ``boxes_json``)."""
     if not path:
         raise ValueError("detect.precomputed.path is empty: give the detections directory or file")
     if fmt == "hico_json":
         return read_hico_json(path, images, label_space)
     if fmt == "table":
         return read_table(path, images, label_space)
+    if fmt == "boxes_json":
+        return read_boxes_json(path, images)
     raise ValueError(f"detect.precomputed.format must be one of {FORMATS}, got {fmt!r}")

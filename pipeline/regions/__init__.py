@@ -2,6 +2,7 @@
 
 ``pairs`` turns detections into human-object pairs, ``masks`` turns boxes into patch masks,
 ``masked_vit`` runs the classifier with those masks (shared-prefix and naive reference paths),
-``scoring`` turns pair logits into ``hoi_detections`` rows, ``scorer`` does all of it for a batch of
-images, and ``actor_pool`` distributes it over a Ray Data actor pool.
+``scoring`` turns pair logits into ``hoi_detections`` rows (gated by the model's own label space), and
+``scorer`` does all of it for a batch of images. The inference engine runs it over many images
+(:mod:`pipeline.inference.regions`).
 """

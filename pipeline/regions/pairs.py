@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
+from pipeline.detection.boxes import CLIPPED, box_problems
+
 PERSON = 0  # COCO-80 contiguous label of "person"
 
 
@@ -42,30 +44,20 @@ class Pairs:
         return len(self.human_box)
 
 
-def clean_boxes(boxes: np.ndarray, width: float, height: float, where: str = "") \
-        -> tuple[np.ndarray, np.ndarray, Counter]:
-    """Clips boxes to the image; rejects non-finite, degenerate and out-of-image ones.
+def clean_boxes(boxes: np.ndarray, width: float, height: float) -> tuple[np.ndarray, np.ndarray, Counter]:
+    """Clips boxes to the image; drops non-finite, degenerate and out-of-image ones
+    (:func:`pipeline.detection.boxes.box_problems`, the detect stage's own rules).
 
     Returns:
-        (clipped boxes [M, 4] float32, kept indices [M], Counter of reject reasons).
+        (clipped boxes [M, 4] float32, kept indices [M], Counter of reasons, with ``clipped to the image
+        (kept)`` for boxes that were clipped and kept).
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    rejected: Counter = Counter()
-    finite = np.isfinite(boxes).all(axis=1)
-    rejected["non-finite box"] = int((~finite).sum())
-    clipped = boxes.copy()
-    clipped[:, [0, 2]] = np.clip(clipped[:, [0, 2]], 0, width)
-    clipped[:, [1, 3]] = np.clip(clipped[:, [1, 3]], 0, height)
-    inverted = finite & ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
-    rejected["degenerate box (x2 <= x1 or y2 <= y1)"] = int(inverted.sum())
-    empty = finite & ~inverted & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
-    rejected["box outside the image"] = int(empty.sum())
-    changed = finite & ~inverted & ~empty & (np.abs(clipped - boxes) > 0).any(axis=1)
-    keep = np.flatnonzero(finite & ~inverted & ~empty)
-    rejected = Counter({k: v for k, v in rejected.items() if v})
+    clipped, reasons, changed = box_problems(boxes, width, height)
+    rejected = Counter(r for r in reasons if r is not None)
     if changed.any():
-        rejected["clipped to the image (kept)"] = int(changed.sum())
-    return clipped[keep].astype(np.float32), keep, rejected
+        rejected[CLIPPED] = int(changed.sum())
+    keep = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
+    return clipped[keep].reshape(-1, 4), keep, rejected
 
 
 def _top(idx: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:

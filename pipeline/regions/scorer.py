@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.vocab import Vocabulary, hico_vocabulary
+from pipeline.classes import ClassSpace, model_classes
 
 from . import masked_vit
 from .masks import cls_mask_row, pair_coverage
@@ -36,16 +36,24 @@ class RegionScorer:
     Args:
         model: the classifier (eval mode; a ViT backbone with CLS pooling).
         params: see :class:`ScoreParams`.
-        vocab: the HICO vocabulary (object -> HOIs).
+        classes: the label space (which classes involve which COCO object); default the model's own
+            (:func:`pipeline.classes.model_classes`).
+
+    Raises:
+        ValueError: unknown path, a backbone masked scoring does not support, or classes that involve no
+            COCO object at all (HOI detection does not apply to such a model).
     """
 
     def __init__(self, model: torch.nn.Module, params: ScoreParams = ScoreParams(),
-                 vocab: Vocabulary | None = None):
+                 classes: ClassSpace | None = None):
         if params.path not in PATHS:
             raise ValueError(f"score_regions.path {params.path!r}: expected one of {PATHS}")
         masked_vit.check_visual(model.visual, params.masked_layers)
         self.model, self.params = model.eval(), params
-        self.vocab = vocab or hico_vocabulary()
+        self.classes = classes or model_classes(model.config)
+        if not self.classes.has_objects:
+            raise ValueError(f"the model's {len(self.classes)} classes involve no COCO object (e.g. "
+                             f"{self.classes.names[:3]}): no box pair can score them, HOI detection does not apply")
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
 
@@ -88,7 +96,7 @@ class RegionScorer:
         for i in has:
             p = pairs[i]
             s = pair_scores(logits[start:start + len(p)], p.human_score, p.object_score, p.object_label,
-                            self.vocab, self.params.score_power)
+                            self.classes, self.params.score_power)
             tables.append(top_detections(image_ids[i], s, p.human_box, p.object_box, self.params.top_k))
             start += len(p)
         return pa.concat_tables(tables)

@@ -1,8 +1,9 @@
 """Pair logits -> scored HOI detections (DEFR Sec. 3.4, with the authors' release's score formula).
 
-score(pair, hoi) = sigmoid(logit) * s_h^p * s_o^p on the HOIs of the object box's category, 0 on all
-other HOIs. The paper's text multiplies by the detection scores (p = 1); the authors' release uses
-p = 2.8, which ranks confident detections higher (a large gain in HICO-DET mAP for weak detectors).
+score(pair, class) = sigmoid(logit) * s_h^p * s_o^p on the classes whose object is the object box's
+category (the model's own label space, ``ClassSpace.allowed``), 0 on all other classes. The paper's text
+multiplies by the detection scores (p = 1); the authors' release uses p = 2.8, which ranks confident
+detections higher (a large gain in HICO-DET mAP for weak detectors).
 """
 from __future__ import annotations
 
@@ -11,32 +12,31 @@ import pyarrow as pa
 import torch
 
 from pipeline import schemas
-from pipeline.vocab import Vocabulary
-
-
-def hoi_allowed(object_label: np.ndarray, vocab: Vocabulary) -> np.ndarray:
-    """[P, C] bool: the HOIs whose object is the pair's object category (labels are COCO-80)."""
-    object_label = np.asarray(object_label, dtype=np.int64)
-    n_coco = len(vocab.coco80_to_object)
-    bad = np.flatnonzero((object_label < 0) | (object_label >= n_coco))
-    if len(bad):
-        raise ValueError(f"object label {object_label[bad[0]]} is not a COCO-80 contiguous label "
-                         f"[0, {n_coco})")
-    table = np.zeros((n_coco, len(vocab)), dtype=bool)
-    for coco, obj in enumerate(vocab.coco80_to_object):
-        table[coco, vocab.object_to_hois[obj]] = True
-    return table[object_label]
+from pipeline.classes import ClassSpace
 
 
 def pair_scores(logits: torch.Tensor | np.ndarray, human_score: np.ndarray, object_score: np.ndarray,
-                object_label: np.ndarray, vocab: Vocabulary, power: float = 1.0) -> np.ndarray:
-    """[P, C] float32 scores: sigmoid(logit) * s_h^power * s_o^power, 0 outside the object's HOIs."""
+                object_label: np.ndarray, classes: ClassSpace, power: float = 1.0) -> np.ndarray:
+    """[P, C] float32 scores: sigmoid(logit) * s_h^power * s_o^power, 0 outside the object's classes.
+
+    Args:
+        logits: [P, C] pair logits of the model.
+        human_score, object_score: [P] detection scores.
+        object_label: [P] COCO-80 label of each pair's object box.
+        classes: the model's label space (:func:`pipeline.classes.model_classes`): which classes involve
+            which COCO object (``ClassSpace.allowed``).
+        power: p.
+
+    Raises:
+        ValueError: logits not [P, len(classes)], or labels outside COCO-80.
+    """
     logits = torch.as_tensor(logits, dtype=torch.float64)
-    if logits.ndim != 2 or logits.shape[1] != len(vocab):
-        raise ValueError(f"pair logits have shape {tuple(logits.shape)}; expected [P, {len(vocab)}]")
+    if logits.ndim != 2 or logits.shape[1] != len(classes):
+        raise ValueError(f"pair logits have shape {tuple(logits.shape)}; expected [P, {len(classes)}] "
+                         "(one column per class of the model)")
     prob = torch.sigmoid(logits).numpy()
     det = (np.asarray(human_score, np.float64) * np.asarray(object_score, np.float64)) ** power
-    return (prob * det[:, None] * hoi_allowed(object_label, vocab)).astype(np.float32)
+    return (prob * det[:, None] * classes.allowed(object_label)).astype(np.float32)
 
 
 def top_detections(image_id: int, scores: np.ndarray, human_box: np.ndarray, object_box: np.ndarray,

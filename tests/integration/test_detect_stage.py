@@ -25,7 +25,7 @@ BASE = {"backend": "oracle", "split": "test", "score_floor": 0.05, "max_per_imag
 POOL = {"batch_size": 4, "actors": 1, "cpus_per_actor": 1, "device": "cpu"}
 
 
-def _run(prepared, tmp_path, name, images=None, **changes):
+def _run(prepared, tmp_path, name, images=None, checks=None, **changes):
     params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
     pool = dict(POOL)
     for key, value in changes.items():
@@ -38,7 +38,8 @@ def _run(prepared, tmp_path, name, images=None, **changes):
                 params[section]["random_weights"] = False
         else:
             params[section] = value
-    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"detect": params, "placement": {"detect": pool}}))
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"detect": params, "placement": {"detect": pool},
+                                                           **({"checks": checks} if checks else {})}))
     out, rejects = tmp_path / f"{name}.parquet", tmp_path / f"{name}_rejects.parquet"
     meta = detect.main(["--params", str(tmp_path / f"{name}.yaml"),
                         "--images", str(images or prepared / "images.parquet"),
@@ -98,9 +99,12 @@ def test_mmdet_detector_on_ray_writes_valid_detections_and_rejects_bad_images(pr
         # The random model of seed 3, as the stage builds it, saved as a checkpoint (mmengine layout).
         model = MMDetDetector(BASE["mmdet"]["config"], "random", seed=3)
         save_checkpoint(model.model, model.classes, str(tmp_path / "tiny.pth"))
+        # Random weights put about 7 % of their boxes entirely in the padding outside the image: rejects,
+        # over the default 5 % threshold (a trained detector does not do that).
+        loose = {"max_reject_fraction": 0.2}
         random_run, rejects, meta = _run(prepared_demo, tmp_path, "random", images=tmp_path / "images.parquet",
-                                         backend="mmdet", mmdet__actors=2)
-        ckpt_run, _, _ = _run(prepared_demo, tmp_path, "ckpt", images=tmp_path / "images.parquet",
+                                         checks=loose, backend="mmdet", mmdet__actors=2)
+        ckpt_run, _, _ = _run(prepared_demo, tmp_path, "ckpt", images=tmp_path / "images.parquet", checks=loose,
                               backend="mmdet", mmdet__checkpoint=str(tmp_path / "tiny.pth"))
     finally:
         ray.shutdown()
@@ -108,8 +112,12 @@ def test_mmdet_detector_on_ray_writes_valid_detections_and_rejects_bad_images(pr
     assert random_run.num_rows > 0 and meta["mmdet.actors"] == 2 and meta["mmdet.device"] == "cpu"
     assert meta["images_used"] == test.num_rows - 1 and meta["images_rejected"] == 1
     assert "random" in meta["mmdet.weights"]
-    assert rejects.num_rows == 1 and rejects["item"][0].as_py() == str(test["image_id"][0].as_py())
+    # The undecodable image first, then one row per dropped box (naming its image and coordinates).
+    assert rejects["item"][0].as_py() == str(test["image_id"][0].as_py())
     assert "cannot decode image" in rejects["reason"][0].as_py()
+    assert rejects.num_rows - 1 == meta["mmdet.boxes_rejected"] > 0
+    assert set(rejects["reason"].to_pylist()[1:]) == {"box outside the image"}
+    assert all(" box [" in item for item in rejects["item"].to_pylist()[1:])
     # Saved and reloaded through the stage's loading code (and with 1 actor instead of 2): identical.
     assert ckpt_run.equals(random_run)
 
@@ -137,27 +145,132 @@ def test_bad_parameters_fail_before_any_work(prepared_demo, tmp_path):
     assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "x_rejects.parquet").exists()
 
 
+def _precomputed(tmp_path, name, images, path, fmt="hico_json", label_space="hico80", checks=None):
+    storage.write_parquet(images, tmp_path / f"{name}_images.parquet")
+    params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    params["backend"] = "precomputed"
+    params["precomputed"] = {"format": fmt, "path": str(path), "label_space": label_space}
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"detect": params, **({"checks": checks} if checks else {})}))
+    return detect.main(["--params", str(tmp_path / f"{name}.yaml"), "--images", str(tmp_path / f"{name}_images.parquet"),
+                        "--pairs", str(tmp_path / "unused.parquet"), "--out", str(tmp_path / f"{name}.parquet"),
+                        "--rejects", str(tmp_path / f"{name}_rejects.parquet")])
+
+
+def _image_list(names, width=640, height=480):
+    import pyarrow as pa
+
+    return pa.table({"image_id": list(range(10, 10 + len(names))), "split": ["test"] * len(names),
+                     "file_name": names, "uri": [f"/nowhere/{n}" for n in names], "width": [width] * len(names),
+                     "height": [height] * len(names)})
+
+
 def test_precomputed_literature_files_through_the_stage(tmp_path):
     """The HICO-DET literature's per-image JSON (tests/assets) imported against an image list."""
     from pathlib import Path
 
-    import pyarrow as pa
+    from pipeline.rejects import DataLossError
 
     assets = Path(__file__).resolve().parents[1] / "assets" / "hico_json_detections"
     names = [f"HICO_test2015_{i:08d}.jpg" for i in (1, 2, 3, 4)]
-    images = pa.table({"image_id": [10, 11, 12, 13], "split": ["test"] * 4, "file_name": names,
-                       "uri": [f"/nowhere/{n}" for n in names], "width": [640] * 4, "height": [480] * 4})
-    storage.write_parquet(images, tmp_path / "images.parquet")
-    params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
-    params["backend"] = "precomputed"
-    params["precomputed"]["path"] = str(assets)
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"detect": params}))
-    meta = detect.main(["--params", str(tmp_path / "p.yaml"), "--images", str(tmp_path / "images.parquet"),
-                        "--pairs", str(tmp_path / "unused.parquet"), "--out", str(tmp_path / "d.parquet"),
-                        "--rejects", str(tmp_path / "r.parquet")])
+    images = _image_list(names)
+    # One image of four has no detection file: 25 % of the input lost, over the default 5 %: the stage
+    # fails, naming the count and the reason, and writes nothing.
+    with pytest.raises(DataLossError, match=r"1 of 4 rejected \(25.0 %\).*no detection file for this image \(1\)"):
+        _precomputed(tmp_path, "strict", images, assets)
+    assert not (tmp_path / "strict.parquet").exists() and not (tmp_path / "strict_rejects.parquet").exists()
+    meta = _precomputed(tmp_path, "d", images, assets, checks={"max_reject_fraction": 0.5})
     table = storage.read_parquet(tmp_path / "d.parquet")
     _check_valid(table, images)
     assert table["image_id"].to_pylist() == [10, 10, 10, 11]
     assert table["label"].to_pylist() == [0, 3, 1, 0]  # HICO person 49, motorcycle 44, bicycle 9 -> COCO-80
     assert meta["precomputed.clipped"] == 0 and meta["images_rejected"] == 1
-    assert storage.read_parquet(tmp_path / "r.parquet")["item"].to_pylist() == [names[3]]
+    assert storage.read_parquet(tmp_path / "d_rejects.parquet")["item"].to_pylist() == [names[3]]
+
+
+def test_boxes_written_as_xywh_fail_the_stage_with_the_count_and_reason(tmp_path):
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    names = [f"img_{i}.jpg" for i in range(40)]
+    n = 100
+    xy = rng.uniform(150, 400, (n, 2))
+    wh = rng.uniform(20, 200, (n, 2))
+    file_names = [names[i % 40] for i in range(n)]
+    def table(boxes):
+        return pa.table({"file_name": file_names, "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2],
+                         "y2": boxes[:, 3], "label": [0] * n, "score": [0.9] * n})
+    xywh = np.concatenate([xy, wh], axis=1)
+    lost = int(((wh < xy).any(axis=1)).sum())     # inverted when read as x1, y1, x2, y2
+    import pyarrow.parquet as pq
+    pq.write_table(table(xywh), tmp_path / "xywh.parquet")
+    with pytest.raises(ValueError, match=rf"boxes from the precomputed backend: {lost} of {n} rejected .*likely x, y, w, h box"):
+        _precomputed(tmp_path, "xywh", _image_list(names), tmp_path / "xywh.parquet", "table", "coco80")
+    # The same boxes as x1, y1, x2, y2: every box kept.
+    pq.write_table(table(np.concatenate([xy, xy + wh], axis=1)), tmp_path / "xyxy.parquet")
+    meta = _precomputed(tmp_path, "xyxy", _image_list(names), tmp_path / "xyxy.parquet", "table", "coco80")
+    assert meta["precomputed.boxes_rejected"] == 0 and meta["detections"] == n
+
+
+def test_many_missing_detection_files_fail_and_few_are_listed(tmp_path, caplog):
+    import json
+    import logging
+
+    names = [f"x_{i:03d}.jpg" for i in range(40)]
+    (tmp_path / "dets").mkdir()
+    for name in names[:1]:
+        (tmp_path / "dets" / name.replace(".jpg", ".json")).write_text(json.dumps(
+            {"boxes": [[1, 1, 50, 50]], "labels": [49], "scores": [0.9]}))
+    with pytest.raises(ValueError, match=r"39 of 40 rejected .*no detection file for this image \(39\)"):
+        _precomputed(tmp_path, "few", _image_list(names), tmp_path / "dets")
+    for name in names[1:39]:
+        (tmp_path / "dets" / name.replace(".jpg", ".json")).write_text(json.dumps(
+            {"boxes": [[1, 1, 50, 50]], "labels": [49], "scores": [0.9]}))
+    with caplog.at_level(logging.WARNING):
+        meta = _precomputed(tmp_path, "most", _image_list(names), tmp_path / "dets")
+    assert meta["images_rejected"] == 1
+    assert any("1 of 40 rejected (2.5 %)" in r.message and "most_rejects.parquet" in r.message for r in caplog.records)
+
+
+def test_the_boxes_json_of_real_photos_through_the_stage(tmp_path, shared_photos):
+    """shared/data/photos/boxes.json (hand-drawn boxes, COCO names) as a precomputed source."""
+    from PIL import Image
+
+    names = ["person.jpg", "dog.jpg", "horses.jpg"]
+    sizes = [Image.open(shared_photos / n).size for n in names]
+    import pyarrow as pa
+
+    images = pa.table({"image_id": [1, 2, 3], "split": ["test"] * 3, "file_name": names,
+                       "uri": [str(shared_photos / n) for n in names], "width": [w for w, _ in sizes],
+                       "height": [h for _, h in sizes]})
+    meta = _precomputed(tmp_path, "photos", images, shared_photos / "boxes.json", "boxes_json")
+    table = storage.read_parquet(tmp_path / "photos.parquet")
+    _check_valid(table, images)
+    assert meta["images_rejected"] == 0 and meta["precomputed.boxes_rejected"] == 0
+    # person.jpg: person, dog, horse (COCO-80 0, 16, 17), sorted by score; horses.jpg: five horses.
+    first = table.filter(pc.equal(table["image_id"], 1))
+    assert first["label"].to_pylist() == [0, 17, 16]
+    assert table.filter(pc.equal(table["image_id"], 3))["label"].to_pylist() == [17] * 5
+
+
+def test_oracle_without_ground_truth_pairs_is_not_applicable_and_score_regions_says_so(prepared_demo, tmp_path):
+    """An image-level dataset (no HICO-DET boxes): the oracle has nothing to perturb. Both stages write an
+    empty table whose metadata says why, instead of failing or inventing boxes."""
+    from pipeline.model import ModelConfig, build_model, save_checkpoint
+    from stages import score_regions
+
+    pairs = storage.read_parquet(prepared_demo / "pairs.parquet")
+    storage.write_parquet(pairs.slice(0, 0), tmp_path / "no_pairs.parquet")
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"detect": BASE}))
+    meta = detect.main(["--params", str(tmp_path / "d.yaml"), "--images", str(prepared_demo / "images.parquet"),
+                        "--pairs", str(tmp_path / "no_pairs.parquet"), "--out", str(tmp_path / "d.parquet"),
+                        "--rejects", str(tmp_path / "r.parquet")])
+    assert storage.read_parquet(tmp_path / "d.parquet").num_rows == 0
+    reason = storage.parquet_metadata(tmp_path / "d.parquet")["not_applicable"]
+    assert "no ground-truth human-object pairs" in reason and meta["not_applicable"] == reason
+    save_checkpoint(build_model(ModelConfig(model_name="defr-tiny-vit", init="random"), None), tmp_path / "model")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"score_regions": {"split": "test"}}))
+    score_regions.main(["--params", str(tmp_path / "s.yaml"), "--model", str(tmp_path / "model"), "--detections",
+                        str(tmp_path / "d.parquet"), "--images", str(prepared_demo / "images.parquet"),
+                        "--out", str(tmp_path / "h.parquet"), "--plots", str(tmp_path / "plots")])
+    assert storage.read_parquet(tmp_path / "h.parquet").num_rows == 0
+    assert storage.parquet_metadata(tmp_path / "h.parquet")["not_applicable"] == f"no detections: {reason}"

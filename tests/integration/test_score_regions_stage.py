@@ -10,7 +10,8 @@ import yaml
 from pipeline import storage
 from pipeline.model import ModelConfig, build_model, save_checkpoint
 from pipeline.schemas import DETECTIONS, HOI_DETECTIONS
-from pipeline.vocab import hico_vocabulary
+from pipeline.classes import ClassInfo, ClassSpace
+from pipeline.datasets.hico_vocab import hico_vocabulary
 from stages import detect, score_regions
 
 pytestmark = pytest.mark.integration
@@ -35,29 +36,31 @@ def inputs(prepared_demo, tmp_path_factory):
     ids = sorted(set(dets["image_id"].to_pylist()))
     emptied, damaged = ids[0], ids[1]
     dets = dets.filter(pc.not_equal(dets["image_id"], emptied))
-    bad = pa.table({"image_id": [damaged, damaged], "box": [[50, 50, 10, 60], [5000, 10, 6000, 20]],
+    bad = pa.table({"image_id": [damaged, damaged], "box": [[50, 50, -10, 60], [5000, 10, 6000, 20]],
                     "label": [3, 3], "score": [0.9, 0.9]}, schema=DETECTIONS)
     storage.write_parquet(pa.concat_tables([dets.cast(DETECTIONS), bad]), work / "detections.parquet")
-    torch_model = build_model(ModelConfig(model_name="defr-tiny-vit", init="random",
-                                          metadata={"demo_only": True}), None)
+    hico = ClassSpace.hico()
+    torch_model = build_model(ModelConfig(model_name="defr-tiny-vit", init="random", num_classes=len(hico),
+                                          classes=hico.to_list(), metadata={"demo_only": True}), None)
     save_checkpoint(torch_model, work / "model")
-    return work, prepared_demo / "images.parquet", emptied
+    return work, prepared_demo / "images.parquet", emptied, damaged
 
 
-def run(work, images, name, detections=None, **changes):
+def run(work, images, name, detections=None, model=None, **changes):
     pool = {**POOL, **{k: v for k, v in changes.items() if k in POOL}}
     result = {**PARAMS, **{k: v for k, v in changes.items() if k not in POOL}}
     (work / f"{name}.yaml").write_text(yaml.safe_dump({"score_regions": result,
                                                        "placement": {"score_regions": pool}}))
     out, plots = work / f"{name}.parquet", work / f"{name}_plots"
-    meta = score_regions.main(["--params", str(work / f"{name}.yaml"), "--model", str(work / "model"),
+    meta = score_regions.main(["--params", str(work / f"{name}.yaml"), "--model", str(model or work / "model"),
                                "--detections", str(detections or work / "detections.parquet"),
-                               "--images", str(images), "--out", str(out), "--plots", str(plots)])
+                               "--images", str(images), "--out", str(out), "--plots", str(plots),
+                               "--rejects", str(work / f"{name}_rejects.parquet")])
     return out, plots, meta
 
 
 def test_stage_writes_hoi_detections_and_attention_maps(inputs):
-    work, images_path, emptied = inputs
+    work, images_path, emptied, damaged = inputs
     out, plots, meta = run(work, images_path, "shared")
     table = storage.read_parquet(out)
     assert table.schema.equals(HOI_DETECTIONS, check_metadata=False)
@@ -65,6 +68,11 @@ def test_stage_writes_hoi_detections_and_attention_maps(inputs):
     assert max(np.unique(table["image_id"].to_numpy(), return_counts=True)[1]) <= PARAMS["top_k"]
     assert meta["boxes"]["degenerate box (x2 <= x1 or y2 <= y1)"] == 1
     assert meta["boxes"]["box outside the image"] == 1
+    # The two dropped boxes are reject rows naming the image and the box.
+    rejects = storage.read_parquet(work / "shared_rejects.parquet")
+    assert sorted(rejects["reason"].to_pylist()) == ["box outside the image", "degenerate box (x2 <= x1 or y2 <= y1)"]
+    names = dict(zip(*(storage.read_parquet(images_path)[c].to_pylist() for c in ("image_id", "file_name"))))
+    assert all(item.startswith(f"{names[damaged]} box [") for item in rejects["item"].to_pylist())
     assert meta["demo_only"] is True and "DEMO ONLY" in storage.parquet_metadata(out)["note"]
     # Each detection's HOI is about the object box's category, in original pixels of its image.
     images = storage.read_parquet(images_path)
@@ -89,7 +97,7 @@ def test_stage_writes_hoi_detections_and_attention_maps(inputs):
 
 
 def test_nan_score_fails_without_writing(inputs):
-    work, images_path, _ = inputs
+    work, images_path, *_ = inputs
     dets = storage.read_parquet(work / "detections.parquet")
     scores = dets["score"].to_numpy().copy()
     scores[3] = np.nan
@@ -98,3 +106,41 @@ def test_nan_score_fails_without_writing(inputs):
     with pytest.raises(ValueError, match=r"image \d+: score nan"):
         run(work, images_path, "nan", detections=work / "nan_detections.parquet")
     assert not (work / "nan.parquet").exists() and not (work / "nan_plots").exists()
+
+
+def test_a_model_without_object_classes_is_not_applicable(inputs):
+    """An MPII-like label space (activities, no object): an empty table that says why, no Ray started."""
+    work, images_path, *_ = inputs
+    space = ClassSpace([ClassInfo("bicycling"), ClassInfo("dancing"), ClassInfo("fishing")])
+    model = build_model(ModelConfig(model_name="defr-tiny-vit", init="random", num_classes=3,
+                                    classes=space.to_list()), None)
+    save_checkpoint(model, work / "mpii_model")
+    out, plots, meta = run(work, images_path, "mpii", model=work / "mpii_model")
+    assert storage.read_parquet(out).num_rows == 0
+    assert "involve no COCO object" in storage.parquet_metadata(out)["not_applicable"]
+    assert meta["rows"] == 0 and list(plots.iterdir()) == []
+
+
+def test_images_that_cannot_be_read_are_rejects_and_too_many_fail(inputs, tmp_path):
+    from pipeline.rejects import DataLossError
+
+    work, images_path, *_ = inputs
+    images = storage.read_parquet(images_path)
+    test_ids = set(storage.read_parquet(work / "detections.parquet")["image_id"].to_pylist())
+    broken = sorted(test_ids)[:1]
+    uris = [str(tmp_path / "gone.jpg") if i in broken else u
+            for i, u in zip(images["image_id"].to_pylist(), images["uri"].to_pylist())]
+    storage.write_parquet(images.set_column(images.schema.get_field_index("uri"), "uri", pa.array(uris)),
+                          tmp_path / "images.parquet")
+    _, _, meta = run(work, tmp_path / "images.parquet", "one_gone", attention_maps=0)
+    rejects = storage.read_parquet(work / "one_gone_rejects.parquet")
+    assert meta["images_rejected"] == 1 and rejects["item"][0].as_py() == str(broken[0])
+    assert rejects["reason"][0].as_py() == "missing image file"
+    many = sorted(test_ids)[:10]  # 10 of ~39 images: over 5 %
+    uris = [str(tmp_path / "gone.jpg") if i in many else u
+            for i, u in zip(images["image_id"].to_pylist(), images["uri"].to_pylist())]
+    storage.write_parquet(images.set_column(images.schema.get_field_index("uri"), "uri", pa.array(uris)),
+                          tmp_path / "images10.parquet")
+    with pytest.raises(DataLossError, match=r"test images with detections: 10 of \d+ rejected .*missing image file \(10\)"):
+        run(work, tmp_path / "images10.parquet", "ten_gone", attention_maps=0)
+    assert not (work / "ten_gone.parquet").exists() and not (work / "ten_gone_rejects.parquet").exists()

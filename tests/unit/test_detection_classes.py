@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.detection.boxes import Counts, ImageDetections, finish, to_table
+from pipeline.detection.boxes import (DEGENERATE, LIKELY_XYWH, NON_FINITE, OUTSIDE, Counts, ImageDetections,
+                                      box_problems, finish, to_table)
 from pipeline.detection.classes import class_map, normalize, to_coco80
 from pipeline.schemas import DETECTIONS
 
@@ -86,10 +87,25 @@ def test_finish_clips_floors_caps_and_counts():
     out = finish(det, 100, 80, score_floor=0.05, max_per_image=2, counts=counts)
     assert out.scores.tolist() == pytest.approx([0.9, 0.7])
     assert out.boxes[0].tolist() == [0, 2, 50, 40]
-    assert counts.as_dict() == {"clipped": 2, "degenerate_dropped": 1, "below_score_floor": 1,
+    assert counts.as_dict() == {"boxes_in": 5, "clipped": 2, "boxes_rejected": 1, "below_score_floor": 1,
                                 "over_max_per_image": 1}
+    # The dropped box is a reject row naming the image, the box and the reason; filtered boxes are not.
+    assert counts.rejects == [("", "image 7 box [10.0, 10.0, 10.0, 30.0]", DEGENERATE)]
     table = to_table([out, ImageDetections(8, np.zeros((0, 4)), np.zeros(0), np.zeros(0))])
     assert table.schema.equals(DETECTIONS) and table["image_id"].to_pylist() == [7, 7]
+
+
+def test_boxes_written_as_xywh_are_named_as_such():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(100, 300, (20, 2))
+    wh = rng.uniform(20, 90, (20, 2))        # smaller than x, y: read as x1, y1, x2, y2 they are inverted
+    boxes = np.concatenate([xy, wh], axis=1)
+    _, reasons, _ = box_problems(boxes, 640, 480)
+    assert reasons == [LIKELY_XYWH] * 20
+    _, reasons, _ = box_problems(np.concatenate([xy, xy + wh], axis=1), 640, 480)
+    assert reasons == [None] * 20
+    _, reasons, changed = box_problems([[700, 0, 800, 10], [-5, 0, 10, 10], [0, 0, np.inf, 1]], 640, 480)
+    assert reasons == [OUTSIDE, None, NON_FINITE] and changed.tolist() == [False, True, False]
 
 
 def test_to_table_refuses_out_of_range_values():

@@ -87,3 +87,42 @@ def test_generic_table_by_image_id_and_box_column(tmp_path):
     pq.write_table(table.drop(["score"]), tmp_path / "e.parquet")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['score'\]"):
         read_precomputed("table", str(tmp_path / "e.parquet"), _images(2), "coco80")
+
+
+def _named(names):
+    return pa.table({"image_id": list(range(len(names))), "file_name": names})
+
+
+def test_boxes_json_by_file_name_with_coco_names(tmp_path):
+    doc = {"a.jpg": [{"category": "person", "box": [1, 2, 30, 40], "score": 0.9},
+                     {"category": "Traffic Light", "box": [5, 5, 9, 9]}],         # another spelling; no score
+           "sub/b.jpg": [],                                                      # found by its last path part
+           "c.jpg": [{"category": "dog", "box": [1, 2, 3]}],                     # malformed: rejected
+           "z.jpg": []}                                                          # not an input: counted
+    (tmp_path / "boxes.json").write_text(json.dumps(doc))
+    dets, rejects, meta = read_precomputed("boxes_json", str(tmp_path / "boxes.json"),
+                                           _named(["a.jpg", "b.jpg", "c.jpg", "d.jpg"]), "coco80")
+    by_id = {d.image_id: d for d in dets}
+    assert sorted(by_id) == [0, 1]
+    assert by_id[0].labels.tolist() == [0, 9] and by_id[0].scores.tolist() == [0.9, 1.0]
+    assert by_id[0].boxes.tolist() == [[1, 2, 30, 40], [5, 5, 9, 9]] and len(by_id[1].boxes) == 0
+    assert [(r[1], r[2].split(":")[0]) for r in rejects] == [("c.jpg", "entry 0"),
+                                                             ("d.jpg", "no entry for this image in the boxes file")]
+    assert meta == {"entries_not_in_image_list": 1}
+
+
+def test_boxes_json_unknown_category_is_an_error_naming_it(tmp_path):
+    (tmp_path / "boxes.json").write_text(json.dumps({"a.jpg": [{"category": "hors", "box": [0, 0, 1, 1]}]}))
+    with pytest.raises(ValueError, match=r"image 'a.jpg', entry 0: category 'hors' is not a COCO class .*horse"):
+        read_precomputed("boxes_json", str(tmp_path / "boxes.json"), _named(["a.jpg"]), "coco80")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ValueError, match="expected image file name -> list of"):
+        read_precomputed("boxes_json", str(tmp_path / "list.json"), _named(["a.jpg"]), "coco80")
+
+
+def test_the_shared_photos_boxes_file(shared_photos):
+    dets, rejects, _ = read_precomputed("boxes_json", str(shared_photos / "boxes.json"),
+                                        _named(["person.jpg", "dog.jpg", "horses.jpg"]), "coco80")
+    assert rejects == []
+    labels = {d.image_id: d.labels.tolist() for d in dets}
+    assert labels == {0: [0, 16, 17], 1: [16, 1, 7], 2: [17] * 5}   # person, dog, horse; dog, bicycle, truck

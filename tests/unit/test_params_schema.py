@@ -23,14 +23,17 @@ def test_schema_choices_are_the_librarys_own_lists():
     from pipeline.losses import LOSSES
     from pipeline.regions.masks import RULES
     from pipeline.regions.scorer import PATHS
+    from pipeline.detection.precomputed import FORMATS
+    from pipeline.detection.sources import BACKENDS as DETECT_BACKENDS
+    from pipeline.inference.engine import DEVICES
     from pipeline.text.encoders import BACKENDS
     from pipeline.text.prompts import TEMPLATE_FIELDS
-    from stages.detect import BACKENDS as DETECT_BACKENDS
 
     assert schema.LOSSES == LOSSES and schema.PATCH_RULES == RULES and schema.SCORE_PATHS == PATHS
     assert schema.EMBED_BACKENDS == BACKENDS and schema.DETECT_BACKENDS == DETECT_BACKENDS
     assert schema.TEMPLATE_FIELDS == TEMPLATE_FIELDS
     assert schema.DATASETS == DATASETS and schema.LABEL_MODES == LABEL_MODES
+    assert schema.PRECOMPUTED_FORMATS == FORMATS and schema.DEVICES == DEVICES
 
 
 @pytest.mark.parametrize("section, values, message", [

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from pipeline.detection.boxes import LIKELY_XYWH
 from pipeline.regions.pairs import PairParams, make_pairs
 
 W, H = 200.0, 100.0
@@ -48,14 +49,15 @@ def test_no_detections_and_no_humans_give_no_pairs():
 
 def test_bad_boxes_are_clipped_or_rejected_with_counts():
     dets = [([-10, -5, 50, 120], 0, 0.9),     # partly outside: clipped
-            ([20, 20, 10, 30], 3, 0.9),       # x2 < x1: rejected
+            ([150, 20, 100, 30], 3, 0.9),     # x2 < x1: rejected
+            ([20, 20, 10, 30], 3, 0.9),       # x2 < x1, but 20 + 10 <= 200 and 20 + 30 <= 100: x, y, w, h?
             ([300, 0, 400, 50], 3, 0.9),      # outside the image: rejected
             ([np.nan, 0, 10, 10], 3, 0.9),    # non-finite: rejected
             ([60, 10, 90, 40], 3, 0.9)]
     p = pairs_of(dets)
     assert len(p) == 1
     assert p.human_box.tolist() == [[0.0, 0.0, 50.0, 100.0]]
-    assert p.rejected == {"degenerate box (x2 <= x1 or y2 <= y1)": 1, "box outside the image": 1,
+    assert p.rejected == {"degenerate box (x2 <= x1 or y2 <= y1)": 1, LIKELY_XYWH: 1, "box outside the image": 1,
                           "non-finite box": 1, "clipped to the image (kept)": 1}
 
 

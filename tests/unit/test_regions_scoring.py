@@ -8,16 +8,21 @@ from pipeline import schemas
 from pipeline.model import ModelConfig, build_model
 from pipeline.regions.pairs import PairParams, make_pairs
 from pipeline.regions.scorer import RegionScorer, ScoreParams
-from pipeline.regions.scoring import hoi_allowed, pair_scores, top_detections
-from pipeline.vocab import hico_vocabulary
+from pipeline.classes import ClassInfo, ClassSpace
+from pipeline.regions.scoring import pair_scores, top_detections
+from pipeline.datasets.hico_vocab import hico_vocabulary
 
 VOCAB = hico_vocabulary()
-BICYCLE = 1  # COCO-80
+HICO = ClassSpace.hico()
+BICYCLE, HORSE = 1, 17  # COCO-80
+# A label space of 4 classes that is not HICO's: the gating must come from it, not from 600 HICO rows.
+SMALL = ClassSpace([ClassInfo("ride horse", "ride", "horse", HORSE), ClassInfo("feed horse", "feed", "horse", HORSE),
+                    ClassInfo("repair bike", "repair", "bicycle", BICYCLE), ClassInfo("wave", "wave", None, None)])
 
 
 def test_scores_only_on_the_objects_hois_with_the_power():
     logits = np.random.default_rng(0).normal(size=(2, 600))
-    s = pair_scores(logits, np.array([0.5, 0.9]), np.array([0.8, 0.4]), np.array([BICYCLE, 0]), VOCAB, 2.8)
+    s = pair_scores(logits, np.array([0.5, 0.9]), np.array([0.8, 0.4]), np.array([BICYCLE, 0]), HICO, 2.8)
     bike = VOCAB.object_to_hois[VOCAB.coco80_to_object[BICYCLE]]
     assert set(np.flatnonzero(s[0])) == set(bike)
     assert all(VOCAB[h].object == "bicycle" for h in np.flatnonzero(s[0]))
@@ -26,11 +31,19 @@ def test_scores_only_on_the_objects_hois_with_the_power():
     np.testing.assert_allclose(s[0, bike], expect, rtol=1e-6)
 
 
+def test_gating_follows_the_models_own_label_space():
+    logits = np.zeros((3, 4))
+    s = pair_scores(logits, np.ones(3), np.ones(3), np.array([HORSE, BICYCLE, 0]), SMALL)
+    assert (s[0] > 0).tolist() == [True, True, False, False]       # horse: ride / feed horse
+    assert (s[1] > 0).tolist() == [False, False, True, False]      # bicycle
+    assert not s[2].any()                                          # person: no class of this space
+
+
 def test_bad_labels_and_shapes_raise():
     with pytest.raises(ValueError, match="COCO-80"):
-        hoi_allowed(np.array([80]), VOCAB)
-    with pytest.raises(ValueError, match="600"):
-        pair_scores(np.zeros((1, 10)), np.ones(1), np.ones(1), np.zeros(1, int), VOCAB)
+        pair_scores(np.zeros((1, 600)), np.ones(1), np.ones(1), np.array([80]), HICO)
+    with pytest.raises(ValueError, match=r"expected \[P, 600\]"):
+        pair_scores(np.zeros((1, 10)), np.ones(1), np.ones(1), np.zeros(1, int), HICO)
 
 
 def test_top_k_rows_keep_boxes_and_order():
@@ -66,7 +79,7 @@ def test_scorer_batch_images_without_pairs_and_paths_agree(tiny):
     images = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     out = {}
     for path in ("shared_prefix", "naive"):
-        scorer = RegionScorer(tiny, ScoreParams(top_k=20, path=path), VOCAB)
+        scorer = RegionScorer(tiny, ScoreParams(top_k=20, path=path), HICO)
         out[path] = scorer.score([10, 11, 12], images, pairs, sizes)
     t = out["shared_prefix"]
     assert t.schema.equals(schemas.HOI_DETECTIONS)
@@ -82,3 +95,8 @@ def test_scorer_with_no_pairs_at_all(tiny):
     empty = make_pairs(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 10, 10)
     t = RegionScorer(tiny, ScoreParams()).score([0], torch.zeros(1, 3, 224, 224), [empty], [(10.0, 10.0)])
     assert t.num_rows == 0 and t.schema.equals(schemas.HOI_DETECTIONS)
+
+
+def test_scorer_refuses_classes_without_objects(tiny):
+    with pytest.raises(ValueError, match="involve no COCO object"):
+        RegionScorer(tiny, ScoreParams(), ClassSpace([ClassInfo("wave"), ClassInfo("run")]))
