@@ -116,15 +116,33 @@ def follow(path: Path, pattern: str, on_match: Callable[[re.Match], None], inter
         thread.join(timeout=5)
 
 
-def kill_descendants() -> None:
-    """SIGKILLs every process this one started, directly or not (a local Ray: GCS, raylet, its agents and
-    workers). Ray fate-shares some of them with us, not all: its agents outlive a killed raylet."""
+_seen_descendants: dict[int, float] = {}  # pid -> create time, refreshed by the watchdog
+
+
+def _note_descendants() -> None:
+    """Remembers this process's descendants: once Ray's raylet is killed its agents are re-parented to
+    init and no longer look like ours, so the list must be taken before, while they still do."""
     with contextlib.suppress(Exception):
         import psutil
 
         for child in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                child.kill()
+                _seen_descendants.setdefault(child.pid, child.create_time())
+
+
+def kill_descendants() -> None:
+    """SIGKILLs every process this one started, directly or not (a local Ray: GCS, raylet, its agents and
+    workers), including those re-parented since the watchdog last saw them. Ray fate-shares some of them
+    with us, not all: its agents outlive a killed raylet."""
+    with contextlib.suppress(Exception):
+        import psutil
+
+        _note_descendants()
+        for pid, created in list(_seen_descendants.items()):
+            with contextlib.suppress(psutil.Error):
+                child = psutil.Process(pid)
+                if abs(child.create_time() - created) < 1e-3:  # the same process, not a reused pid
+                    child.kill()
 
 
 def _hard_exit_after(seconds: float, code: int) -> None:
@@ -168,6 +186,7 @@ def die_with_parent(grace: float = 15.0, poll: float = 0.5) -> None:
         import select
 
         while True:
+            _note_descendants()
             ready, _, _ = select.select([read_fd], [], [], poll)
             if ready:
                 os.read(read_fd, 64)

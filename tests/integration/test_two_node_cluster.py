@@ -172,7 +172,7 @@ def text_embeddings(path: Path, dim: int = 32) -> Path:
 
 
 def run_train(address: str, params: Path, inputs: dict[str, Path], out: Path, shared: Path):
-    env = ray_env() | {"RAY_ADDRESS": address, SHARED_STORAGE_ENV: str(shared)}
+    env = ray_env() | {"RAY_ADDRESS": address, SHARED_STORAGE_ENV: str(shared), "DEFR_LOG_DIR": str(out / "logs")}
     args = [sys.executable, "-m", "stages.train", "--params", str(params), "--images", str(inputs["images"]),
             "--text-embeddings", str(inputs["text"]), "--model-out", str(out / "model"),
             "--history", str(out / "history.csv"), "--metrics", str(out / "metrics.json")]
@@ -192,7 +192,7 @@ def test_train_stage_spreads_over_two_nodes_and_checkpoints_to_shared_storage(cl
     t0 = time.perf_counter()
     done = run_train(cluster.address, params, train_inputs, tmp_path / "out", shared)
     t_train = time.perf_counter() - t0
-    assert done.returncode == 0, done.stderr[-5000:]
+    assert done.returncode == 0, done.stdout[-3000:] + (tmp_path / "out" / "logs" / "train.log").read_text()[-3000:]
 
     info = query_cluster(cluster.address)
     assert sorted(sum(info["nodes"].values(), [])) == ["defr_node_2", "defr_node_head"]
@@ -218,5 +218,6 @@ def test_node_local_storage_path_is_refused_on_two_nodes(cluster, train_inputs, 
     params.write_text(yaml.safe_dump(train_params(shared, tmp_path / "local_ckpt")))
     refused = run_train(cluster.address, params, train_inputs, tmp_path / "out", shared)
     assert refused.returncode != 0, "training ran with a node-local storage_path on a 2-node cluster"
-    assert "train.storage_path" in refused.stderr and "2 nodes" in refused.stderr, refused.stderr[-3000:]
+    # The stage's console: the failure's message on stdout, the traceback in its log.
+    assert "train.storage_path" in refused.stdout and "2 nodes" in refused.stdout, refused.stdout[-3000:]
     assert not (tmp_path / "local_ckpt").exists() and not (tmp_path / "out" / "model").exists()
