@@ -145,57 +145,43 @@ def kill_descendants() -> None:
                     child.kill()
 
 
-def _hard_exit_after(seconds: float, code: int) -> None:
-    """Ends the process even when its main thread is stuck in C code (a Ray connect loop ignores the
-    SIGTERM handler Ray installs), taking every process it started with it."""
-    time.sleep(seconds)
-    with contextlib.suppress(Exception):
-        say(f"stopped: {'the parent process (dvc) is gone' if code == 129 else 'signal received'}")
-    kill_descendants()
-    os._exit(code)
-
-
-def die_with_parent(grace: float = 15.0, poll: float = 0.5) -> None:
+def die_with_parent(grace: float | None = None) -> None:
     """Makes this stage end when ``dvc repro`` (its parent) is killed or when it gets SIGTERM/SIGINT.
 
-    Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``); everywhere a watchdog
-    thread notices the parent's death (re-parenting) and any SIGTERM / SIGINT / SIGHUP through the
-    signal wake-up fd, which the C-level handler writes even while the main thread is blocked. The
-    main thread gets ``grace`` seconds to stop cleanly (Ray shuts down, temp files are removed), then the
-    process exits. The next ``dvc repro`` resumes training from the last checkpoint (same run name).
+    Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``); a signal handled in Python
+    stops a responsive main thread at once (Ray shuts down, temp files are removed). A stuck one (C code
+    holding the GIL) is ended by the watchdog process (:mod:`stages.watchdog`): it notices the parent's
+    death, or reads the signal from the wake-up fd the C-level handler writes, waits ``grace`` seconds
+    (``DEFR_STOP_GRACE_S``, default 15) and
+    then SIGKILLs the stage and every process it started. The next ``dvc repro`` resumes training from the
+    last checkpoint (same run name).
     """
     import signal
+    import subprocess
 
+    from stages import watchdog
+
+    grace = float(grace if grace is not None else os.environ.get("DEFR_STOP_GRACE_S", 15))
     parent = os.getppid()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
 
     def graceful(signum, frame):  # a responsive main thread stops at once
         raise KeyboardInterrupt(f"signal {signum}")
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, graceful)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-
-    def watch() -> None:
-        import select
-
-        while True:
-            _note_descendants()
-            ready, _, _ = select.select([read_fd], [], [], poll)
-            if ready:
-                os.read(read_fd, 64)
-                _hard_exit_after(grace, 143)
-            if os.getppid() != parent:
-                os.kill(os.getpid(), signal.SIGTERM)  # the graceful path first, then the hard exit
-                _hard_exit_after(grace, 129)
-
-    threading.Thread(target=watch, daemon=True, name="defr-die-with-parent").start()
+    with contextlib.suppress(OSError):  # without a watchdog the stage still stops when it can
+        subprocess.Popen([sys.executable, watchdog.__file__, str(os.getpid()), str(parent), str(read_fd),
+                          str(grace)], pass_fds=(read_fd,), start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(read_fd)
 
 
 def _shutdown_ray(timeout: float = 20.0) -> None:

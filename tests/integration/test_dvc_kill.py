@@ -84,7 +84,8 @@ def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(tmp_path
     while time.monotonic() < deadline and alive(tree):
         time.sleep(0.5)
     left = alive(tree)
-    assert not left, f"processes left running after {sig.name} to dvc: {[cmdline(p)[:150] for p in left]}"
+    log = (repo / "logs" / "train.log").read_text()[-3000:] if (repo / "logs" / "train.log").exists() else ""
+    assert not left, f"processes left running after {sig.name} to dvc: {[cmdline(p)[:60] for p in left]}\n{log}"
     assert not (repo / "models" / "defr").exists(), "the killed run must not publish a model"
 
     rerun = dvc("repro", "train", cwd=repo)

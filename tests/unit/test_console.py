@@ -98,3 +98,39 @@ def test_sigterm_stops_a_stage_with_a_message(tmp_path):
     proc.send_signal(signal.SIGTERM)
     rest = proc.communicate(timeout=30)[0]
     assert proc.returncode != 0 and "stopped" in rest
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stage_that_ignores_sigterm_is_ended_with_what_it_started(tmp_path):
+    """A stage stuck in C code that holds the GIL (Ray's connect and drain calls do) runs no Python signal
+    handler and no Python thread; here the stage blocks the signals instead, to the same effect. The
+    watchdog process ends it and its children (a `sleep` it started) once the parent is gone."""
+    script = stage_script(tmp_path, """
+        import signal, subprocess
+        child = subprocess.Popen(["sleep", "300"])
+        logging.getLogger("stages.fake").info("child %d", child.pid)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+        time.sleep(300)
+    """)
+    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT), "DEFR_STOP_GRACE_S": "2"}
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               f"p = subprocess.Popen([sys.executable, {str(script)!r}]); print(p.pid, flush=True); "
+                               "time.sleep(300)"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    stage = int(parent.stdout.readline())
+    log = tmp_path / "logs" / "fake.log"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "child" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.2)
+    child = int(log.read_text().split("child ")[1].split()[0])
+    parent.kill()
+    parent.wait()
+
+    def running(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+    deadline = time.monotonic() + 30  # the watchdog's grace (2 s here) and its polling
+    while time.monotonic() < deadline and (running(stage) or running(child)):
+        time.sleep(0.5)
+    assert not running(stage), "the stuck stage still runs"
+    assert not running(child), "the stage's child process still runs"

@@ -1,0 +1,83 @@
+"""A stage's watchdog: a separate small process that ends the stage and everything it started when
+`dvc repro` (the stage's parent) dies or the stage is signalled and does not stop by itself.
+
+Why a process and not a thread: a stage's main thread can sit in C code that holds the GIL (Ray's
+connect and drain calls do), and then no Python thread of the stage runs, not even a watchdog.
+
+    python stages/watchdog.py STAGE_PID PARENT_PID SIGNAL_FD GRACE_S
+
+The stage starts it (stages/console.py) with the read end of a pipe as SIGNAL_FD: the stage's C-level
+signal handler writes to the other end (``signal.set_wakeup_fd``) even while its main thread is stuck.
+The watchdog keeps a list of the stage's descendants while they are its descendants (Ray's agents are
+re-parented to init once their raylet dies), and when the parent dies, or a signal arrived and GRACE_S
+passed, it SIGKILLs the stage and that list. When the stage ends by itself, the watchdog stops whatever
+the stage left behind and exits.
+"""
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+
+POLL_S = 0.5
+STOP_SIGNALS = {1, 2, 15}  # SIGHUP, SIGINT, SIGTERM: the wake-up fd carries every handled signal's number
+
+
+def _processes(root):
+    import psutil
+
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return [root]
+
+
+def _kill(known: dict) -> None:
+    import psutil
+
+    for (pid, created), proc in list(known.items()):
+        try:
+            if proc.create_time() == created:  # the same process, not a reused pid
+                proc.kill()
+        except psutil.Error:
+            pass
+
+
+def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> None:
+    import psutil
+
+    try:
+        stage = psutil.Process(stage_pid)
+    except psutil.Error:
+        return
+    known: dict = {}
+    deadline = None
+    while True:
+        if not stage.is_running() or stage.status() == psutil.STATUS_ZOMBIE:
+            _kill(known)  # what the stage left behind (a local Ray's agents)
+            return
+        for proc in _processes(stage):
+            if proc.pid == os.getpid():  # the watchdog is the stage's child too
+                continue
+            try:
+                known.setdefault((proc.pid, proc.create_time()), proc)
+            except psutil.Error:
+                pass
+        parent_gone = not psutil.pid_exists(parent_pid) or stage.ppid() != parent_pid
+        if deadline is None and parent_gone:
+            deadline = time.monotonic() + grace_s
+        ready, _, _ = select.select([signal_fd], [], [], POLL_S) if signal_fd >= 0 else ([], [], time.sleep(POLL_S))
+        if ready:
+            received = os.read(signal_fd, 64)
+            if not received:  # the stage closed its end: it is exiting
+                signal_fd = -1
+            elif deadline is None and STOP_SIGNALS & set(received):
+                deadline = time.monotonic() + grace_s
+        if deadline is not None and time.monotonic() > deadline:
+            _kill(known)
+            return
+
+
+if __name__ == "__main__":
+    watch(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
