@@ -42,6 +42,20 @@ def shared_photos() -> Path:
     return SHARED_PHOTOS
 
 
+@pytest.fixture
+def load_calls(monkeypatch) -> list[str]:
+    """Counts real language-model loads: every text-encoder backend's loader is wrapped, and still runs."""
+    from pipeline.text import encoders
+
+    calls: list[str] = []
+    for backend, real in list(encoders.LOADERS.items()):
+        def counting(enc, real=real):
+            calls.append(enc.model_id)
+            return real(enc)
+        monkeypatch.setitem(encoders.LOADERS, backend, counting)
+    return calls
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

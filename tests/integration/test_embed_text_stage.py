@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from pipeline import schemas, storage
-from pipeline.text import encoders as text_encoders
 from stages import embed_text
 
 pytestmark = pytest.mark.integration
@@ -32,16 +31,6 @@ def run_stage(params: str, classes, out, plots) -> None:
                             "--plots", str(plots)]) == 0
 
 
-@pytest.fixture
-def load_calls(monkeypatch) -> list[str]:
-    """Counts real weight loads (every backend's loader is wrapped, and still runs)."""
-    calls: list[str] = []
-    for backend, real in list(text_encoders.LOADERS.items()):
-        def counting(enc, real=real):
-            calls.append(enc.model_id)
-            return real(enc)
-        monkeypatch.setitem(text_encoders.LOADERS, backend, counting)
-    return calls
 
 
 def test_minilm_embeddings_plots_cache_hit_then_template_miss(prepared_demo, tmp_path, load_calls):

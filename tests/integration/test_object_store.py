@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from pipeline import storage
-from pipeline.text import encoders as text_encoders
 from pipeline.text.cache import EmbeddingCache
 from stages import embed_text, prepare
 from tests.conftest import DEMO_TEST_PARAMS
@@ -99,16 +98,6 @@ def test_prepare_reads_the_raw_demo_from_s3_into_the_same_tables(s3, prepared_de
     print(f"prepare from s3: {seconds:.1f} s for {from_s3['images'].num_rows} images")
 
 
-@pytest.fixture
-def load_calls(monkeypatch) -> list[str]:
-    """Counts real language-model loads (each backend's loader is wrapped and still runs)."""
-    calls: list[str] = []
-    for backend, real in list(text_encoders.LOADERS.items()):
-        def counting(enc, real=real):
-            calls.append(enc.model_id)
-            return real(enc)
-        monkeypatch.setitem(text_encoders.LOADERS, backend, counting)
-    return calls
 
 
 def test_text_embedding_cache_on_s3_serves_the_second_run_without_a_model(s3, prepared_demo, tmp_path,

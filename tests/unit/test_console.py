@@ -58,6 +58,30 @@ def test_a_failure_prints_its_message_and_the_log_path_and_exits_1(tmp_path):
     assert "Traceback" in (tmp_path / "logs" / "fake.log").read_text() and "Traceback" not in out.stdout
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (it exited; only its parent's wait is missing)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def under_a_parent(tmp_path: Path, script: Path, **env) -> tuple[subprocess.Popen, int]:
+    """Starts ``script`` as the child of a parent process (standing for `dvc repro`); (parent, stage pid)."""
+    environ = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT), **env}
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               f"p = subprocess.Popen([sys.executable, {str(script)!r}]); print(p.pid, flush=True); "
+                               "time.sleep(300)"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE, text=True)
+    return parent, int(parent.stdout.readline())
+
+
+def wait_for(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.2)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_stage_whose_parent_is_killed_stops_by_itself(tmp_path):
     """The parent stands for `dvc repro`: SIGKILL to it must not leave the stage running alone."""
@@ -65,39 +89,13 @@ def test_a_stage_whose_parent_is_killed_stops_by_itself(tmp_path):
         logging.getLogger("stages.fake").info("working")
         time.sleep(300)
     """)
-    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
-    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                               f"p = subprocess.Popen([sys.executable, {str(script)!r}]); print(p.pid, flush=True); "
-                               "time.sleep(300)"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
-    child = int(parent.stdout.readline())
+    parent, stage = under_a_parent(tmp_path, script)
     log = tmp_path / "logs" / "fake.log"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "working" not in (log.read_text() if log.exists() else ""):
-        time.sleep(0.2)
+    wait_for(lambda: log.exists() and "working" in log.read_text(), 30)
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
-        state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] \
-            if Path(f"/proc/{child}/stat").exists() else "Z"
-        if state == "Z":
-            break
-        time.sleep(0.2)
-    assert not Path(f"/proc/{child}").exists() or \
-        Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", "the orphaned stage still runs"
-
-
-def test_sigterm_stops_a_stage_with_a_message(tmp_path):
-    script = stage_script(tmp_path, """
-        logging.getLogger("stages.fake").info("working")
-        time.sleep(300)
-    """)
-    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "fake: working"
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.communicate(timeout=30)[0]
-    assert proc.returncode != 0 and "stopped" in rest
+    wait_for(lambda: not running(stage), 20)
+    assert not running(stage), "the orphaned stage still runs"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -112,25 +110,26 @@ def test_a_stage_that_ignores_sigterm_is_ended_with_what_it_started(tmp_path):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
         time.sleep(300)
     """)
-    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT), "DEFR_STOP_GRACE_S": "2"}
-    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                               f"p = subprocess.Popen([sys.executable, {str(script)!r}]); print(p.pid, flush=True); "
-                               "time.sleep(300)"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
-    stage = int(parent.stdout.readline())
+    parent, stage = under_a_parent(tmp_path, script, DEFR_STOP_GRACE_S="2")
     log = tmp_path / "logs" / "fake.log"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "child" not in (log.read_text() if log.exists() else ""):
-        time.sleep(0.2)
+    wait_for(lambda: log.exists() and "child" in log.read_text(), 30)
     child = int(log.read_text().split("child ")[1].split()[0])
     parent.kill()
     parent.wait()
-
-    def running(pid: int) -> bool:
-        stat = Path(f"/proc/{pid}/stat")
-        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-    deadline = time.monotonic() + 30  # the watchdog's grace (2 s here) and its polling
-    while time.monotonic() < deadline and (running(stage) or running(child)):
-        time.sleep(0.5)
+    wait_for(lambda: not running(stage) and not running(child), 30)  # the grace (2 s here) and polling
     assert not running(stage), "the stuck stage still runs"
     assert not running(child), "the stage's child process still runs"
+
+
+def test_sigterm_stops_a_stage_with_a_message(tmp_path):
+    script = stage_script(tmp_path, """
+        logging.getLogger("stages.fake").info("working")
+        time.sleep(300)
+    """)
+    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "fake: working"
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode != 0 and "stopped" in rest
+
