@@ -145,10 +145,29 @@ def kill_descendants() -> None:
                     child.kill()
 
 
+SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "mksh", "busybox", "fish"}
+
+
+def _dvc_pid() -> int:
+    """The process whose death ends this stage: our parent, or the one above the ``sh -c`` wrapper DVC
+    runs commands in. bash replaces itself with a single command, dash (Debian's /bin/sh, used when
+    $SHELL is unset) does not: it stays between dvc and the stage and outlives a killed dvc."""
+    parent = os.getppid()
+    with contextlib.suppress(Exception):
+        import psutil
+
+        proc = psutil.Process(parent)
+        while proc.name() in SHELLS and "-c" in proc.cmdline()[1:] and proc.ppid() > 1:
+            proc = psutil.Process(proc.ppid())
+        parent = proc.pid
+    return parent
+
+
 def die_with_parent(grace: float | None = None) -> None:
     """Makes this stage end when ``dvc repro`` (its parent) is killed or when it gets SIGTERM/SIGINT.
 
-    Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``); a signal handled in Python
+    Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``), and the watchdog does when
+    dvc dies above a shell that stays (dash's ``sh -c``); a signal handled in Python
     stops a responsive main thread at once (Ray shuts down, temp files are removed). A stuck one (C code
     holding the GIL) is ended by the watchdog process (:mod:`stages.watchdog`): it notices the parent's
     death, or reads the signal from the wake-up fd the C-level handler writes, waits ``grace`` seconds
@@ -162,7 +181,7 @@ def die_with_parent(grace: float | None = None) -> None:
     from stages import watchdog
 
     grace = float(grace if grace is not None else os.environ.get("DEFR_STOP_GRACE_S", 15))
-    parent = os.getppid()
+    parent = _dvc_pid()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             import ctypes

@@ -8,9 +8,12 @@ connect and drain calls do), and then no Python thread of the stage runs, not ev
 
 The stage starts it (stages/console.py) with the read end of a pipe as SIGNAL_FD: the stage's C-level
 signal handler writes to the other end (``signal.set_wakeup_fd``) even while its main thread is stuck.
-The watchdog keeps a list of the stage's descendants while they are its descendants (Ray's agents are
-re-parented to init once their raylet dies), and when the parent dies, or a signal arrived and GRACE_S
-passed, it SIGKILLs the stage and that list. When the stage ends by itself, the watchdog stops whatever
+PARENT_PID is `dvc repro`: the stage's parent, or its grandparent when DVC's ``sh -c`` stays between
+them (dash does not replace itself with the command); then the watchdog sends the SIGTERM that
+``PR_SET_PDEATHSIG`` cannot (the shell, the stage's parent, outlives dvc). The watchdog keeps a list of
+the stage's descendants while they are its descendants (Ray's agents are re-parented to init once their
+raylet dies), and when the parent dies, or a signal arrived and GRACE_S passed, it SIGKILLs the stage
+and that list. When the stage ends by itself, the watchdog stops whatever
 the stage left behind and exits.
 """
 from __future__ import annotations
@@ -44,6 +47,25 @@ def _kill(known: dict) -> None:
             pass
 
 
+def _gone(stage, parent_pid: int) -> bool:
+    """``dvc repro`` (PARENT_PID) is no longer above the stage: dead, or the stage was re-parented."""
+    import psutil
+
+    try:
+        return parent_pid not in {p.pid for p in stage.parents()}
+    except psutil.Error:
+        return True
+
+
+def _terminate(stage) -> None:
+    import psutil
+
+    try:
+        stage.terminate()
+    except psutil.Error:
+        pass
+
+
 def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> None:
     import psutil
 
@@ -64,9 +86,10 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> No
                 known.setdefault((proc.pid, proc.create_time()), proc)
             except psutil.Error:
                 pass
-        parent_gone = not psutil.pid_exists(parent_pid) or stage.ppid() != parent_pid
-        if deadline is None and parent_gone:
+        if deadline is None and _gone(stage, parent_pid):
             deadline = time.monotonic() + grace_s
+            if stage.ppid() != parent_pid:  # a shell stands between: no PR_SET_PDEATHSIG came, ask now
+                _terminate(stage)
         ready, _, _ = select.select([signal_fd], [], [], POLL_S) if signal_fd >= 0 else ([], [], time.sleep(POLL_S))
         if ready:
             received = os.read(signal_fd, 64)

@@ -36,7 +36,10 @@ def env() -> dict[str, str]:
     e.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}", DVC_NO_ANALYTICS="1",
              GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
              GIT_COMMITTER_EMAIL="t@example.com", RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-             HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+             HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+             # DVC runs commands with `$SHELL -c`: /bin/sh as on CI (where SHELL is unset), whatever the
+             # developer's login shell. Debian's dash stays between dvc and the stage; bash would not.
+             SHELL="/bin/sh")
     return e
 
 

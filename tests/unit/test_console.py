@@ -133,3 +133,29 @@ def test_sigterm_stops_a_stage_with_a_message(tmp_path):
     rest = proc.communicate(timeout=30)[0]
     assert proc.returncode != 0 and "stopped" in rest
 
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stage_below_a_shell_that_stays_stops_when_its_dvc_is_killed(tmp_path):
+    """DVC runs a command through `$SHELL -c` (/bin/sh when unset): bash replaces itself with the command,
+    dash does not, so the shell, not dvc, is the stage's parent and outlives a killed dvc. The command
+    here keeps any shell in place (it has work after the stage)."""
+    script = stage_script(tmp_path, """
+        logging.getLogger("stages.fake").info("working")
+        time.sleep(300)
+    """)
+    environ = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
+    command = f"{sys.executable} {script}; status=$?; exit $status"
+    dvc = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                            f"p = subprocess.Popen(['/bin/sh', '-c', {command!r}]); print(p.pid, flush=True); "
+                            "time.sleep(300)"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE, text=True)
+    shell = int(dvc.stdout.readline())
+    log = tmp_path / "logs" / "fake.log"
+    wait_for(lambda: log.exists() and "working" in log.read_text(), 30)
+    (stage,) = [int(p) for p in Path(f"/proc/{shell}/task/{shell}/children").read_text().split()]
+    dvc.kill()
+    dvc.wait()
+    wait_for(lambda: not running(stage), 30)
+    assert not running(stage), "the stage below the shell still runs after its dvc was killed"
+    wait_for(lambda: not running(shell), 10)
+    assert not running(shell), "the shell still waits"
