@@ -304,7 +304,9 @@ def save_checkpoint(model: DEFRClassifier, out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS), metadata={"format": "pt", "model_name": model.config.model_name})
+    # One metadata key: safetensors writes its metadata map in Rust HashMap order, random per call, so two
+    # keys make the same weights different bytes (and a new DVC hash for every run). The name is in config.json.
+    save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
     (out / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return out
 

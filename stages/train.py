@@ -14,8 +14,8 @@ with sweep.yaml e.g. ``{gamma: [50, 100, 150], loss: [lse_sign, bce]}`` (keys: r
 Reads params.yaml ``train`` (the model and the recipe) and ``placement.train`` (workers, storage, retries).
 The classifier has one row per class of the classes table, and the checkpoint's config.json lists the
 classes (``ModelConfig.classes``), so a model names its outputs on its own.
-The Ray Train run is named ``<run_name>-<hash of the training params and inputs>``: re-running after a
-crash resumes that run from its last checkpoint; changing a param starts a new run.
+The Ray Train run is named ``<run_name>-<hash of the training params, inputs and library code>``: re-running
+after a crash resumes that run from its last checkpoint; changing a param, an input or pipeline/ starts a new run.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 The train stage calls :func:`train` (or :func:`sweep_grid`); everything here is plain data in, files out.
 The Ray Train run is named ``<run_name>-<hash of the training settings and input contents>``: re-running
-after a crash resumes that run from its last checkpoint; changing a setting or an input starts a new run.
+after a crash resumes that run from its last checkpoint; changing a setting, an input or the library's code
+starts a new run.
 """
 from __future__ import annotations
 
@@ -69,6 +70,17 @@ def fingerprint(uri: str) -> str:
     return digest.hexdigest()
 
 
+def code_fingerprint(root: Path | None = None) -> str:
+    """Content hash of the library's Python sources (``pipeline/`` by default): DVC re-runs train when its
+    code changes, and that run must train with the new code, not resume the finished run of the old one
+    and export its checkpoint again. A crash with no code edit in between still resumes."""
+    root = root or Path(__file__).resolve().parents[1]
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def run_name(prefix: str, settings: dict[str, Any], inputs: dict[str, str]) -> str:
     """``<prefix>-<hash>`` of the settings that shape training and of the inputs (fingerprints)."""
     key = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
@@ -106,7 +118,8 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
     text, meta = read_text_embeddings(text_path, model.num_classes)
     model.text_model = meta.get("model", "")
     settings = {"model": model.to_dict(), "recipe": recipe, "num_workers": where.num_workers}
-    name = run_name(where.run_name, settings, {"images": fingerprint(images), "text": fingerprint(text_path)})
+    name = run_name(where.run_name, settings, {"images": fingerprint(images), "text": fingerprint(text_path),
+                                               "code": code_fingerprint()})
     check_model(model, text)
     storage.check_access(where.storage_path, "placement.train.storage_path")  # seconds, not after Ray starts
     init_ray(ray_address, timeout_s=connect_timeout_s)

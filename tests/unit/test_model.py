@@ -71,6 +71,14 @@ def test_checkpoint_round_trip_reproduces_logits(tmp_path):
     assert back.config.metadata == {"demo_only": True}
 
 
+def test_the_same_model_saves_to_the_same_bytes(tmp_path):
+    """DVC hashes the checkpoint: the same weights must give the same file, every time and on every
+    machine (safetensors' metadata map is written in a random order when it has more than one key)."""
+    m = build_model(ModelConfig(image_size=S), _text(d=384))
+    saved = [(save_checkpoint(m, tmp_path / f"ck{i}") / "model.safetensors").read_bytes() for i in range(8)]
+    assert all(b == saved[0] for b in saved), "one model, different checkpoint bytes"
+
+
 def test_pretrained_file_at_another_resolution_interpolates_positions(tmp_path):
     import open_clip
 

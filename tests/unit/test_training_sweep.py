@@ -4,7 +4,7 @@ import pytest
 from pipeline.model import ModelConfig
 from pipeline.training.launcher import loop_config
 from pipeline.training.sweep import apply_overrides, grid
-from pipeline.training.runs import run_name
+from pipeline.training.runs import code_fingerprint, run_name
 
 
 def test_overrides_reach_model_fields_and_recipe_keys_without_touching_the_base():
@@ -27,3 +27,19 @@ def test_run_name_changes_with_settings_and_inputs_only():
     assert run_name("defr", settings, inputs) != run_name("defr", settings | {"recipe": {"lr": 1e-4}}, inputs)
     assert run_name("defr", settings, inputs) != run_name("defr", settings, inputs | {"images": "a2"})
     assert run_name("defr", settings, inputs).startswith("defr-")
+
+
+def test_code_fingerprint_changes_with_any_library_source(tmp_path):
+    """An edited loss re-runs the train stage (DVC); the new run must not resume the old, finished one."""
+    (tmp_path / "losses").mkdir()
+    (tmp_path / "losses" / "lse.py").write_text("GAMMA = 100\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    before = code_fingerprint(tmp_path)
+    assert code_fingerprint(tmp_path) == before
+    (tmp_path / "losses" / "lse.py").write_text("GAMMA = 50\n")
+    assert code_fingerprint(tmp_path) != before
+    (tmp_path / "losses" / "lse.py").write_text("GAMMA = 100\n")
+    assert code_fingerprint(tmp_path) == before
+    (tmp_path / "losses" / "lse.py").rename(tmp_path / "lse.py")  # same bytes, another module
+    assert code_fingerprint(tmp_path) != before
+    assert len(code_fingerprint()) == 40  # the installed pipeline/ package by default
