@@ -116,32 +116,20 @@ def follow(path: Path, pattern: str, on_match: Callable[[re.Match], None], inter
         thread.join(timeout=5)
 
 
-_seen_descendants: dict[int, float] = {}  # pid -> create time, refreshed by the watchdog
-
-
-def _note_descendants() -> None:
-    """Remembers this process's descendants: once Ray's raylet is killed its agents are re-parented to
-    init and no longer look like ours, so the list must be taken before, while they still do."""
-    with contextlib.suppress(Exception):
-        import psutil
-
-        for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                _seen_descendants.setdefault(child.pid, child.create_time())
+_watchdog = None  # the watchdog process's Popen, once die_with_parent started it
 
 
 def kill_descendants() -> None:
-    """SIGKILLs every process this one started, directly or not (a local Ray: GCS, raylet, its agents and
-    workers), including those re-parented since the watchdog last saw them. Ray fate-shares some of them
-    with us, not all: its agents outlive a killed raylet."""
+    """SIGKILLs every process this one started that is still below it (a local Ray: GCS, raylet, its
+    workers). Ray's agents outlive a killed raylet and are re-parented to init: the watchdog remembered
+    them while they were ours and ends them once this process is gone, so it is spared here."""
     with contextlib.suppress(Exception):
         import psutil
 
-        _note_descendants()
-        for pid, created in list(_seen_descendants.items()):
-            with contextlib.suppress(psutil.Error):
-                child = psutil.Process(pid)
-                if abs(child.create_time() - created) < 1e-3:  # the same process, not a reused pid
+        spared = _watchdog.pid if _watchdog is not None else None
+        for child in psutil.Process().children(recursive=True):
+            if child.pid != spared:
+                with contextlib.suppress(psutil.Error):
                     child.kill()
 
 
@@ -167,13 +155,12 @@ def die_with_parent(grace: float | None = None) -> None:
     """Makes this stage end when ``dvc repro`` (its parent) is killed or when it gets SIGTERM/SIGINT.
 
     Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``), and the watchdog does when
-    dvc dies above a shell that stays (dash's ``sh -c``); a signal handled in Python
-    stops a responsive main thread at once (Ray shuts down, temp files are removed). A stuck one (C code
-    holding the GIL) is ended by the watchdog process (:mod:`stages.watchdog`): it notices the parent's
-    death, or reads the signal from the wake-up fd the C-level handler writes, waits ``grace`` seconds
-    (``DEFR_STOP_GRACE_S``, default 15) and
-    then SIGKILLs the stage and every process it started. The next ``dvc repro`` resumes training from the
-    last checkpoint (same run name).
+    dvc dies above a shell that stays (dash's ``sh -c``); a signal handled in Python stops a responsive
+    main thread at once (Ray shuts down, temp files are removed). A stuck one (C code holding the GIL) is
+    ended by the watchdog process (:mod:`stages.watchdog`): it notices the parent's death, or reads the
+    signal from the wake-up fd the C-level handler writes, waits ``grace`` seconds (``DEFR_STOP_GRACE_S``,
+    default 15) and then SIGKILLs the stage and every process it started. The next ``dvc repro`` resumes
+    training from the last checkpoint (same run name).
     """
     import signal
     import subprocess
@@ -196,8 +183,9 @@ def die_with_parent(grace: float | None = None) -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    global _watchdog
     with contextlib.suppress(OSError):  # without a watchdog the stage still stops when it can
-        subprocess.Popen([sys.executable, watchdog.__file__, str(os.getpid()), str(parent), str(read_fd),
+        _watchdog = subprocess.Popen([sys.executable, watchdog.__file__, str(os.getpid()), str(parent), str(read_fd),
                           str(grace)], pass_fds=(read_fd,), start_new_session=True, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(read_fd)

@@ -67,11 +67,15 @@ def running(pid: int) -> bool:
         return False
 
 
-def under_a_parent(tmp_path: Path, script: Path, **env) -> tuple[subprocess.Popen, int]:
-    """Starts ``script`` as the child of a parent process (standing for `dvc repro`); (parent, stage pid)."""
+def under_a_parent(tmp_path: Path, script: Path, shell: bool = False, **env) -> tuple[subprocess.Popen, int]:
+    """Starts ``script`` as the child of a parent process (standing for `dvc repro`), or below a
+    ``/bin/sh -c`` that stays in between (``shell``: the command has work after the stage, as dash keeps
+    for any command); returns (parent, pid of the parent's child: the stage, or the shell)."""
     environ = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT), **env}
+    argv = ["/bin/sh", "-c", f"{sys.executable} {script}; status=$?; exit $status"] if shell \
+        else [sys.executable, str(script)]
     parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                               f"p = subprocess.Popen([sys.executable, {str(script)!r}]); print(p.pid, flush=True); "
+                               f"p = subprocess.Popen({argv!r}); print(p.pid, flush=True); "
                                "time.sleep(300)"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE, text=True)
     return parent, int(parent.stdout.readline())
 
@@ -134,7 +138,6 @@ def test_sigterm_stops_a_stage_with_a_message(tmp_path):
     assert proc.returncode != 0 and "stopped" in rest
 
 
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_stage_below_a_shell_that_stays_stops_when_its_dvc_is_killed(tmp_path):
     """DVC runs a command through `$SHELL -c` (/bin/sh when unset): bash replaces itself with the command,
@@ -144,12 +147,7 @@ def test_a_stage_below_a_shell_that_stays_stops_when_its_dvc_is_killed(tmp_path)
         logging.getLogger("stages.fake").info("working")
         time.sleep(300)
     """)
-    environ = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(ROOT)}
-    command = f"{sys.executable} {script}; status=$?; exit $status"
-    dvc = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                            f"p = subprocess.Popen(['/bin/sh', '-c', {command!r}]); print(p.pid, flush=True); "
-                            "time.sleep(300)"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE, text=True)
-    shell = int(dvc.stdout.readline())
+    dvc, shell = under_a_parent(tmp_path, script, shell=True)
     log = tmp_path / "logs" / "fake.log"
     wait_for(lambda: log.exists() and "working" in log.read_text(), 30)
     (stage,) = [int(p) for p in Path(f"/proc/{shell}/task/{shell}/children").read_text().split()]
