@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - create .venv, install what the demo runs, `dvc repro` the embedded demo, print a summary
 #   make test   - create .venv if needed, install everything (MMDetection too), run the test suite
+#   make test-fast - the unit tests plus one smoke run per stage (minutes; no MMDetection install)
 # and two more:
 #   make install-detect  - add the MMDetection stack (mmcv is built from source once, ~10-17 min on 2 cores,
 #                          then cached in ~/.cache/defr-pipeline/wheels): needed by detect.backend: mmdet
@@ -16,12 +17,11 @@ export PATH := $(VENV_DIR)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 export DEFR_LOG_DIR := $(abspath $(LOGS))
 
-.PHONY: install install-dev install-detect demo test bench clean
+.PHONY: install install-dev install-detect demo test test-fast bench clean
 
 install: $(VENV_DIR)/.installed
 install-dev: $(VENV_DIR)/.installed-dev
@@ -47,11 +47,19 @@ demo: install
 	@test -d .git || git init -q
 	@test -d .dvc || dvc init -q
 	@echo "demo: dvc repro (each stage prints a few lines; full logs in $(LOGS)/<stage>.log)"
-	@dvc repro --quiet
+	@$(PY) scripts/with_local_ray.py dvc repro --quiet   # one local Ray (loopback, token) for every stage
 	@$(PY) -m stages.summary
 
+# make test: everything (what CI runs). DEFR_TEST_STRICT=1: what it installed (MMDetection, moto) must be
+# importable, a skip would hide a broken install. Ends with the 15 slowest tests and the suite's wall time.
 test: install-dev install-detect
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@start=$$(date +%s); DEFR_TEST_STRICT=1 $(PY) -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	  echo "test: the suite took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
+
+# make test-fast: the unit tests plus one quick run per stage (marker smoke), a few minutes; no MMDetection.
+test-fast: install-dev
+	@start=$$(date +%s); $(PY) -m pytest -m "(smoke or not integration) and not slow" --durations=15 \
+	  $(PYTEST_ARGS); rc=$$?; echo "test-fast: the suite took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 bench: install-dev install-detect
 	$(PY) -m bench

@@ -10,6 +10,11 @@ import bench
 def main(argv: list[str]) -> None:
     names = sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules(bench.__path__)
                    if m.name.startswith("bench_"))
+    # Options after one name go to that benchmark: python -m bench gpu --device cpu --tiny
+    first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    argv, options = argv[:first_option], argv[first_option:]
+    if options and len(argv) != 1:
+        sys.exit(f"options {options} need exactly one benchmark name before them (e.g. python -m bench gpu --tiny)")
     chosen = argv or names
     unknown = sorted(set(chosen) - set(names))
     if unknown:
@@ -17,7 +22,8 @@ def main(argv: list[str]) -> None:
     for name in chosen:
         print(f"\n===== bench {name} =====", flush=True)
         start = time.perf_counter()
-        importlib.import_module(f"bench.bench_{name}").main()
+        module = importlib.import_module(f"bench.bench_{name}")
+        module.main(options) if options else module.main()
         print(f"===== {name}: {time.perf_counter() - start:.1f} s =====", flush=True)
 
 

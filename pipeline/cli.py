@@ -16,7 +16,8 @@ import argparse
 import logging
 import sys
 
-from pipeline.inference.engine import DEVICES, LOCAL_LIMIT, Placement, use_ray
+# Imports of the inference side stay inside the functions that need them: `defr evaluate` must start fast
+# and never import torch or Ray (tests/unit/test_evaluate_command.py checks).
 
 log = logging.getLogger("defr")
 EXAMPLES = r"""examples:
@@ -24,13 +25,18 @@ EXAMPLES = r"""examples:
   defr detect photos/*.jpg --model models/defr --detector rtmdet_tiny_8xb32-300e_coco \
       --detector-checkpoint rtmdet_tiny.pth --out results/ --attention
   defr classify photos/ --model models/defr --out results/
+  defr evaluate upt_cache/ --benchmark hicodet --anno instances_test2015.json --out eval/
 
 IMAGES: files, folders, globs, fsspec URIs (s3://, gs://) or .txt files listing them. Up to 32 images run
 in this process; more, --ray or RAY_ADDRESS: Ray Data, one model per GPU (CPU actors without GPUs)."""
+OUT_HELP = ("written all at once at the end (nothing on failure); a folder holding an earlier result is "
+            "refused unless --overwrite, one holding other files always")
 SHOWN = 20  # images reported one per line; the rest are counted (every one is in the summary file)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from pipeline.inference.engine import DEVICES, LOCAL_LIMIT
+
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders, globs, URIs, or .txt lists")
     p.add_argument("--model", required=True, help="DEFR checkpoint folder (model.safetensors + config.json) or URI")
     where = p.add_argument_group("where it runs")
@@ -48,12 +54,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="defr", description="A trained DEFR model on your own images: HOI "
-                                 "detection (detect) and image-level classes (classify).",
+                                 "detection (detect) and image-level classes (classify); any model's HICO-DET / HICO results "
+                                 "scored with the official protocols (evaluate).",
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{detect,classify}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{detect,classify,evaluate}")
     d = sub.add_parser("detect", help="human-object interactions: every person-object pair scored, drawn")
     _common(d)
-    d.add_argument("--out", required=True, help="output folder")
+    d.add_argument("--out", required=True, help=f"output folder; {OUT_HELP}")
+    d.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
     src = d.add_argument_group("boxes (one source)")
     src.add_argument("--detector", help="MMDetection config: a file, or a config name bundled with mmdet")
     src.add_argument("--detector-checkpoint", help="its weights (.pth / .safetensors, path or URI); "
@@ -84,17 +92,27 @@ def parser() -> argparse.ArgumentParser:
     pic.add_argument("--attention", action="store_true", help="also the CLS attention of the top pair (paper Fig. 4)")
     c = sub.add_parser("classify", help="the top-k classes of each image, JSON and a contact sheet")
     _common(c)
-    c.add_argument("--out", default="defr_classify", help="output folder (default: defr_classify)")
+    c.add_argument("--out", default="defr_classify", help=f"output folder (default: defr_classify); {OUT_HELP}")
+    c.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
     c.add_argument("--top-k", type=int, default=5)
+    from pipeline.evaluate_command import add_parser as add_evaluate
+
+    add_evaluate(sub)
     return ap
 
 
-def _placement(args) -> Placement:
+def _placement(args):
+    from pipeline.inference.engine import Placement
+
     return Placement(batch_size=args.batch_size, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
                      device=args.device, ray_address=args.ray_address)
 
 
 def run_detect(args) -> int:
+    from pipeline.inference.result_folder import check_out
+
+    check_out(args.out, args.overwrite)  # before any work (and torch): a bad --out fails in a second
+    from pipeline.inference.engine import use_ray
     from pipeline.detection.sources import check_mmdet
     from pipeline.inference.detections import DetectorSpec
     from pipeline.inference.hoi import HOIOptions, detect_hois, write_hoi_results
@@ -158,6 +176,10 @@ def run_detect(args) -> int:
 
 
 def run_classify(args) -> int:
+    from pipeline.inference.result_folder import check_out
+
+    check_out(args.out, args.overwrite)  # before any work (and torch)
+    from pipeline.inference.engine import use_ray
     from pipeline.inference.classify import classify_images, write_classify_results
     from pipeline.inference.inputs import expand_images
 
@@ -184,9 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        if args.command == "evaluate":
+            from pipeline.evaluate_command import run as run_evaluate
+
+            return run_evaluate(args)
         return run_detect(args) if args.command == "detect" else run_classify(args)
     except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"defr {args.command}: error: {e}", file=sys.stderr)
+        from pipeline.storage.credentials import mask
+
+        print(f"defr {args.command}: error: {mask(str(e))}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,7 @@ the controller reads them back, so a path that exists on one node only loses che
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -106,19 +107,71 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, timeout_s:
 
     if ray.is_initialized():
         return ray
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     timeout_s = float(timeout_s or os.environ.get(CONNECT_TIMEOUT_ENV) or DEFAULT_CONNECT_TIMEOUT_S)
     address = resolve_address(address)
     if address:
         log.info("connecting to the Ray cluster at %s (timeout %.0f s)", address, timeout_s)
         check_reachable(address, timeout_s)
+        hp = _host_port(address)
+        if hp and (hp[0] in ("localhost", "::1") or hp[0].startswith("127.")):
+            # A head on loopback: else Ray rewrites 127.0.0.1 to this machine's address, where it is not.
+            _loopback_node_ip()
         _init_within(timeout_s, address, dict(address=address, log_to_driver=True, **kwargs))
     else:
         check_python_path()
-        log.info("no Ray address given (placement.ray_address or RAY_ADDRESS): starting a local Ray")
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, **kwargs)
+        secure_local_ray()
+        log.info("no Ray address given (placement.ray_address or RAY_ADDRESS): starting a local Ray "
+                 "(loopback only, token authentication)")
+        # "local": a new Ray of this process's own. With no address, ray.init would join whatever
+        # `ray start` head it finds on this machine (/tmp/ray/ray_current_cluster), someone else's included.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, **kwargs)
+        protect_token_file()
     return ray
+
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+# Ray binds a node's gRPC servers (GCS, raylet, workers, agents) to the node IP, and to loopback only
+# when the node IP is loopback; ray.init picks the node IP from this switch, which Ray keeps for laptops
+# (named after Windows and macOS, where it is off by default). Off = a single-node Ray nobody else reaches.
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def secure_local_ray() -> None:
+    """Makes the next ``ray.init()`` start a Ray that only this user on this machine can use.
+
+    Its servers listen on loopback only (no port on any other interface), and Ray's token authentication
+    is on: a new local Ray creates ``~/.ray/auth_token`` (or uses ``RAY_AUTH_TOKEN`` /
+    ``RAY_AUTH_TOKEN_PATH``) and refuses drivers without it. An explicit ``RAY_AUTH_MODE`` is kept as the
+    user set it (a warning says what ``disabled`` means); nothing in the project sets it to ``disabled``.
+    Both settings reach the processes Ray starts through the environment.
+    """
+    _loopback_node_ip()
+    # Unset: Ray turns token authentication on for a new local Ray itself (and creates the token). Setting
+    # "token" here instead would come too late for Ray's already-read config in this process.
+    mode = os.environ.get(AUTH_MODE_ENV)
+    if mode is not None and mode.lower() != "token":
+        log.warning("%s=%s: this local Ray runs without token authentication (it still listens on "
+                    "loopback only, so only processes on this machine can reach it); unset %s to turn "
+                    "authentication back on", AUTH_MODE_ENV, mode, AUTH_MODE_ENV)
+
+
+def _loopback_node_ip() -> None:
+    """This process (and what it starts) takes 127.0.0.1 as its node IP (LOCAL_ONLY_ENV)."""
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    from ray._private import ray_constants  # read when ray.init picks the node IP, not only at import
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def protect_token_file() -> None:
+    """Makes Ray's token file readable by its owner only (Ray writes it with the default umask, 0644)."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        if path.is_file() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError as e:  # a read-only home: Ray could read it, so could others; say so, do not fail
+        log.warning("could not make %s private (%s)", path, e)
 
 
 def _init_within(timeout_s: float, address: str, kwargs: dict) -> None:
@@ -132,6 +185,7 @@ def _init_within(timeout_s: float, address: str, kwargs: dict) -> None:
 
     def connect() -> None:
         try:
+            _check_token(address)
             ray.init(**kwargs)
         except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
             outcome["error"] = e
@@ -145,8 +199,37 @@ def _init_within(timeout_s: float, address: str, kwargs: dict) -> None:
                               f"{HOW_TO_REACH}")
     if "error" in outcome:
         e = outcome["error"]
+        if type(e).__name__ == "AuthenticationError":
+            raise RayConnectError(
+                f"the Ray cluster at {address} refused this driver: its token authentication needs the "
+                f"cluster's token, and this process has {_token_source()}. Set {AUTH_MODE_ENV}=token and "
+                "RAY_AUTH_TOKEN_PATH=<file holding the cluster's token> (or RAY_AUTH_TOKEN) in the environment "
+                "that runs dvc repro or defr (cluster/README.md: 'Connecting')") from None
         raise RayConnectError(f"cannot connect to the Ray cluster at {address}: {type(e).__name__}: {e}; "
                               f"{HOW_TO_REACH}") from e
+
+
+def _check_token(address: str) -> None:
+    """Asks the GCS at a ``host:port`` address one question with this process's credentials, so a
+    missing or wrong token fails in a second with Ray's AuthenticationError (``ray.init`` itself retries
+    until the timeout and then reports no answer). ``ray://`` client addresses are left to ``ray.init``."""
+    if address.startswith("ray://") or _host_port(address) is None:
+        return
+    from ray._raylet import GcsClient
+
+    GcsClient(address=address)
+
+
+def _token_source() -> str:
+    """Where this process would take a Ray token from, for the refusal message (never the token)."""
+    mode = os.environ.get(AUTH_MODE_ENV)
+    if (mode or "").lower() != "token":
+        return f"{AUTH_MODE_ENV}={mode or '(unset)'}, so it sends none"
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "a token from RAY_AUTH_TOKEN that the cluster does not accept"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return (f"a token from {path} that the cluster does not accept" if Path(path).is_file()
+            else f"no token (RAY_AUTH_TOKEN unset, no file at {path})")
 
 
 def check_resources(bundles: int, cpus: float, gpus: float, what: str, params: str) -> None:
@@ -264,3 +347,96 @@ def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+class LocalHead:
+    """A Ray head on this machine for several processes in turn (the stages of one ``dvc repro``): started
+    once, loopback only, with a token of its own, ended with everything it started.
+
+    Each stage that starts its own local Ray pays Ray's start and stop (10-20 s each here); joining one
+    head instead does not. The head is a ``ray start --head --block`` process in a session of its own, so
+    :meth:`stop` ends its whole process group (never ``ray stop``, which would end every Ray of this user).
+
+    Args:
+        work_dir: where the token file and the head's log go (a new temporary folder if None).
+        num_cpus: the head's CPUs (default: this machine's, as a stage's own local Ray would have).
+        object_store_mb: the object store's size (default: Ray's, 30 % of the memory).
+    """
+
+    def __init__(self, work_dir: str | os.PathLike | None = None, num_cpus: int | None = None,
+                 object_store_mb: int | None = None):
+        import tempfile
+
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="defr-ray-"))
+        self.num_cpus = num_cpus or max(1, os.cpu_count() or 1)
+        self.object_store_mb = object_store_mb
+        self.address = ""
+        self.env: dict[str, str] = {}
+        self._head = None
+
+    def start(self, timeout_s: float = 180.0) -> "LocalHead":
+        """Starts the head and waits until a driver with its token can join; returns self."""
+        import subprocess
+        import time
+
+        from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        token = self.work_dir / "auth_token"
+        token.write_text(generate_new_authentication_token())
+        token.chmod(0o600)
+        self.env = {AUTH_MODE_ENV: "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
+                    LOCAL_ONLY_ENV: "0"}
+        port = _free_port()
+        ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                         "metrics-export-port", "runtime-env-agent-port")]
+        ray_cli = Path(sys.executable).parent / "ray"
+        log_file = open(self.work_dir / "head.log", "w")
+        self._head = subprocess.Popen(
+            [str(ray_cli), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", *ports,
+             f"--num-cpus={self.num_cpus}", "--include-dashboard=false", "--disable-usage-stats",
+             *([f"--object-store-memory={self.object_store_mb * 1024 ** 2}"] if self.object_store_mb else [])],
+            env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        log_file.close()
+        self.address = f"127.0.0.1:{port}"
+        # Ready = a driver with the token joins and sees the node's CPUs (the GCS alone answers earlier).
+        probe = [sys.executable, "-c", f"import ray; ray.init(address={self.address!r}, log_to_driver=False); "
+                                       "assert ray.cluster_resources().get('CPU')"]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._head.poll() is None:
+            try:
+                if subprocess.run(probe, env={**os.environ, **self.env}, capture_output=True,
+                                  timeout=60).returncode == 0:
+                    return self
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"a local Ray head did not start within {timeout_s:.0f} s "
+                           f"(log: {self.work_dir / 'head.log'})")
+
+    def stop(self) -> None:
+        """Ends the head and every process of its group (GCS, raylet, agents, workers) at once."""
+        import signal
+
+        if self._head is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._head.pid, signal.SIGKILL)  # SIGTERM would drain the node for ~30 s first
+        with contextlib.suppress(Exception):
+            self._head.wait(10)
+        self._head = None
+
+    def __enter__(self) -> "LocalHead":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

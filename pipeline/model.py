@@ -92,6 +92,10 @@ class ModelConfig:
         for k in ("mean", "std"):
             if k in d:
                 d[k] = tuple(float(v) for v in d[k])
+        rows, names = d.get("num_classes", 600), d.get("classes") or []
+        if names and len(names) != rows:  # every loader reads this: no output row goes unnamed or misnamed
+            raise ValueError(f"{source}: lists {len(names)} classes but the model has {rows} output rows "
+                             "(num_classes): the checkpoint's class list does not fit its classifier")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, TextIO
 
+from pipeline.storage.credentials import MaskFilter, mask
+
 LOG_DIR_ENV = "DEFR_LOG_DIR"  # default: logs/ under the working directory (the project root)
 _console: TextIO | None = None
 _stage = ""
@@ -183,12 +185,37 @@ def die_with_parent(grace: float | None = None) -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    global _watchdog
+    global _watchdog, _wakeup_fd
+    _wakeup_fd = write_fd
     with contextlib.suppress(OSError):  # without a watchdog the stage still stops when it can
         _watchdog = subprocess.Popen([sys.executable, watchdog.__file__, str(os.getpid()), str(parent), str(read_fd),
                           str(grace)], pass_fds=(read_fd,), start_new_session=True, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(read_fd)
+
+
+def _keep_last_good() -> None:
+    """Puts back the outputs of the stage's last good run that DVC removed before running it."""
+    from stages import last_good
+
+    try:
+        line = last_good.summary(last_good.restore())
+    except Exception as e:  # noqa: BLE001 - the failure itself is what the user must see first
+        line = f"could not put back the last good results ({type(e).__name__}: {e})"
+    if line:
+        say(line)
+
+
+FINISHED = b"\0"  # on the wake-up pipe: the stage ended through run() (signals are numbers 1-64)
+_wakeup_fd = -1
+
+
+def _tell_watchdog_finished() -> None:
+    """Tells the watchdog that this stage ended by itself with its outputs in order; a stage that dies
+    without this (SIGKILL, the watchdog's own kill) gets its last good outputs put back by the watchdog."""
+    with contextlib.suppress(OSError):
+        if _wakeup_fd >= 0:
+            os.write(_wakeup_fd, FINISHED)
 
 
 def _shutdown_ray(timeout: float = 20.0) -> None:
@@ -211,6 +238,9 @@ def _quiet_libraries() -> None:
 def run(main: Callable[[], object], stage: str) -> None:
     """Runs ``main`` with the console set up; exits 0 on success, 1 with a short message on failure."""
     global _console, _stage
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        main()  # argparse prints the help on the terminal and exits; the stage's log is left as it was
+        return
     path = log_path(stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     logfile = open(path, "w", buffering=1)
@@ -224,7 +254,10 @@ def run(main: Callable[[], object], stage: str) -> None:
     sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), write_through=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("stages").addHandler(_ConsoleHandler(logging.INFO))
+    console = _ConsoleHandler(logging.INFO)
+    logging.getLogger("stages").addHandler(console)
+    for handler in (*logging.getLogger().handlers, console):  # no URI credentials on screen or in the log
+        handler.addFilter(MaskFilter())
     _quiet_libraries()
     import tqdm as _tqdm  # our bars draw on the terminal; Hugging Face's are off (above)
     _tqdm.tqdm.__init__ = functools.partialmethod(_tqdm.tqdm.__init__, file=_console)
@@ -239,7 +272,7 @@ def run(main: Callable[[], object], stage: str) -> None:
         if code:
             say(f"stopped ({type(e).__name__}); log: {path}")
     except BaseException as e:  # noqa: BLE001 - every failure ends with a readable line and the log's path
-        traceback.print_exc()
+        sys.stderr.write(mask(traceback.format_exc()))
         message = str(e).strip() or type(e).__name__
         say(f"FAILED: {type(e).__name__}: {message}")
         say(f"full log: {path}")
@@ -247,6 +280,9 @@ def run(main: Callable[[], object], stage: str) -> None:
     finally:
         _shutdown_ray()
         kill_descendants()  # whatever ray.shutdown left (it gives up on a dead cluster)
+        if code:
+            _keep_last_good()
+        _tell_watchdog_finished()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.datasets.adapters import prepare_dataset
+from pipeline.storage.credentials import mask
 from stages import console
 from stages import params as P
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = prepare_dataset(dataset, root, cfg[dataset], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
                           decode_images=cfg["check_images"], workers=where["workers"],
                           max_reject_fraction=P.checks(args.params)["max_reject_fraction"])
-    meta = {"source_root": root, "demo_only": "data/demo" in root}
+    meta = {"source_root": mask(root), "demo_only": "data/demo" in root}
     with storage.atomic_path(args.out) as tmp:
         tmp.mkdir()
         for name in ("images", "pairs", "classes", "rejects"):

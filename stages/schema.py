@@ -50,19 +50,19 @@ def _file(doc: str, default: str = NO_FILE) -> Param:
 SECTIONS = {
     "demo": {  # DEMO ONLY: the synthetic dataset
         "dataset": Param("str", "hico", choices=DATASETS, doc="the file format written (set prepare.dataset too)"),
-        "seed": Param("int", 0, low=0),
-        "n_train": Param("int", 1800, low=10, doc="synthetic training images"),
-        "n_test": Param("int", 400, low=1, doc="synthetic test images"),
-        "image_size": Param("list", [160, 128], length=2, items=Param("int", low=32),
+        "seed": Param("int", 0, low=0, high=2**32 - 1),
+        "n_train": Param("int", 1800, low=10, high=1_000_000, doc="synthetic training images"),
+        "n_test": Param("int", 400, low=1, high=1_000_000, doc="synthetic test images"),
+        "image_size": Param("list", [160, 128], length=2, items=Param("int", low=32, high=4096),
                             doc="[max width, max height]"),
-        "zipf": Param("float", 2.0, low=0, doc="long tail exponent"),
+        "zipf": Param("float", 2.0, low=0, high=10, doc="long tail exponent"),
     },
     "prepare": {
         "dataset": Param("str", "hico", choices=DATASETS, doc="the adapter that reads root (docs/datasets.md)"),
         "root": _file("raw dataset root, local path or fsspec URI", "data/demo/raw"),
         "val_fraction": Param("float", 0.1, low=0, high=0.9, doc="train images held out for validation "
                               "(not applied when the dataset has a val split of its own)"),
-        "seed": Param("int", 0, low=0),
+        "seed": Param("int", 0, low=0, high=2**32 - 1),
         "check_images": Param("bool", True, doc="decode every image (catches truncated files)"),
         "hico": {  # dataset: hico; paths relative to root
             "anno": Param("str", "anno.mat", doc="HICO image labels; '' derives them from the boxes"),
@@ -108,21 +108,24 @@ SECTIONS = {
         "pretrained": Param("str", "", doc="open_clip pretrained tag (openai, ...); '' = random init"),
         "pretrained_file": _file("local CLIP checkpoint or URI instead of a pretrained tag"),
         "image_size": Param("int", 224, low=32, high=2048),
-        "gamma": Param("float", 100.0, positive=True, doc="logit scale of eq. (1)"),
+        "gamma": Param("float", 100.0, positive=True, high=10_000, doc="logit scale of eq. (1)"),
         "classifier_position": Param("str", "auto", choices=("auto", "pre_proj", "post_proj")),
         "init": Param("str", "text", choices=("text", "random")),
         "loss": Param("str", "lse_sign", choices=LOSSES),
         "ambiguous_as": Param("str", "negative", choices=("negative", "ignore", "positive")),
         "unknown_as": Param("str", "negative", choices=("negative", "ignore")),
         "lr": Param("float", 1.5e-5, positive=True, high=1.0),
-        "epochs": Param("int", 10, low=1),
-        "restart_epochs": Param("int", 5, low=1, doc="cosine schedule with warm restarts every N epochs"),
-        "batch_size": Param("int", 32, low=1, doc="images per worker per step"),
-        "global_batch": Param("int", 128, low=1, doc="gradient accumulation reaches it"),
-        "min_per_class": Param("int", 40, low=0, doc="over-sampling floor per class and epoch"),
+        "epochs": Param("int", 10, low=1, high=10_000),
+        "restart_epochs": Param("int", 5, low=1, high=10_000, doc="cosine schedule with warm restarts every N epochs"),
+        "batch_size": Param("int", 32, low=1, high=65_536, doc="images per worker per step"),
+        "global_batch": Param("int", 128, low=1, high=1_048_576, doc="gradient accumulation reaches it"),
+        "min_per_class": Param("int", 40, low=0, high=1_000_000, doc="over-sampling floor per class and epoch"),
         "crop_scale": Param("float", 0.5, positive=True, high=1.0),
         "jitter": Param("float", 0.4, low=0, high=1.0),
-        "seed": Param("int", 0, low=0),
+        "augment": Param("str", "auto", choices=("auto", "batch", "pil"), doc="batch: the loader decodes and "
+                         "crops, the training device resizes, flips, jitters and normalises whole batches; pil: "
+                         "all per image in the loader; auto: batch on CUDA, pil on CPU"),
+        "seed": Param("int", 0, low=0, high=2**32 - 1),
     },
     "predict": {
         "split": Param("str", "test", choices=("train", "val", "test")),
@@ -131,7 +134,7 @@ SECTIONS = {
         "backend": Param("str", "oracle", choices=DETECT_BACKENDS),
         "split": Param("str", "test", choices=("train", "val", "test")),
         "score_floor": Param("float", 0.05, low=0, high=1),
-        "max_per_image": Param("int", 100, low=0, doc="0 = all"),
+        "max_per_image": Param("int", 100, low=0, high=100_000, doc="0 = all"),
         "mmdet": {
             "config": Param("str", "rtmdet_tiny_8xb32-300e_coco", doc="name of a config bundled with mmdet"),
             "config_file": _file("a config file of your own (overrides config)"),
@@ -142,7 +145,7 @@ SECTIONS = {
             "test_scale": Param("any", [320, 320], check=lambda v: None if v is None or (
                 isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v))
                 else "expected [width, height] in pixels, or null for the config's own"),
-            "seed": Param("int", 0, low=0, doc="seed of the random weights"),
+            "seed": Param("int", 0, low=0, high=2**32 - 1, doc="seed of the random weights"),
         },
         "precomputed": {
             "format": Param("str", "hico_json", choices=PRECOMPUTED_FORMATS),
@@ -150,60 +153,76 @@ SECTIONS = {
             "label_space": Param("str", "hico80", choices=("hico80", "coco80", "coco91")),
         },
         "oracle": {  # DEMO ONLY
-            "seed": Param("int", 0, low=0),
-            "jitter": Param("float", 0.05, low=0),
+            "seed": Param("int", 0, low=0, high=2**32 - 1),
+            "jitter": Param("float", 0.05, low=0, high=1),
             "drop_rate": Param("float", 0.1, low=0, high=1),
-            "false_positives": Param("float", 1.0, low=0),
+            "false_positives": Param("float", 1.0, low=0, high=100),
         },
     },
     "score_regions": {
         "split": Param("str", "test", choices=("train", "val", "test")),
         "score_threshold": Param("float", 0.2, low=0, high=1),
         "nms_threshold": Param("float", 0.5, low=0, high=1),
-        "max_humans": Param("int", 15, low=1),
-        "max_objects": Param("int", 15, low=1),
-        "masked_layers": Param("int", 1, low=1),
+        "max_humans": Param("int", 15, low=1, high=1000),
+        "max_objects": Param("int", 15, low=1, high=1000),
+        "masked_layers": Param("int", 1, low=1, high=64),
         "patch_rule": Param("str", "any", choices=PATCH_RULES),
         "min_fraction": Param("float", 0.5, positive=True, high=1),
-        "score_power": Param("float", 1.0, low=0),
-        "top_k": Param("int", 100, low=0, doc="0 = all non-zero"),
+        "score_power": Param("float", 1.0, low=0, high=100),
+        "top_k": Param("int", 100, low=0, high=100_000, doc="0 = all non-zero"),
         "path": Param("str", "shared_prefix", choices=SCORE_PATHS),
-        "attention_maps": Param("int", 4, low=0),
+        "attention_maps": Param("int", 4, low=0, high=10_000),
     },
     "evaluate": {
         "classification": Param("bool", True),
         "detection": Param("bool", True),
         "pr_classes": Param("list", [], items=Param("int", low=0)),
+        # Another model's HICO-DET results scored instead of data/hoi_detections.parquet (defr evaluate's readers).
+        "external": {
+            "results": _file("another model's HICO-DET results (detections_NN.mat folder, .json/.pkl result list, "
+                             ".csv/.jsonl/.parquet table) scored instead of data/hoi_detections.parquet"),
+            "format": Param("str", "auto", choices=("auto", "mat", "detr", "table", "pipeline")),
+            "mat_object_order": Param("str", "auto", choices=("auto", "coco", "hico"),
+                                      doc="detections_NN.mat numbering: coco (ho-rcnn), hico (UPT)"),
+            "hoi_labels": Param("str", "auto", choices=("auto", "verb", "hoi"),
+                                doc="result lists: category_id is a verb (QPIC/CDN) or a HOI (GEN-VLKT)"),
+            "object_labels": Param("str", "coco80", choices=("coco80", "coco91", "hico80")),
+        },
     },
 }
 
 POOL = {
-    "batch_size": Param("int", 8, low=1, doc="images per batch"),
-    "actors": Param("int", 1, low=1, doc="CPU actors when the cluster has no GPU"),
-    "cpus_per_actor": Param("float", 1, positive=True),
+    "batch_size": Param("int", 8, low=1, high=65_536, doc="images per batch"),
+    "actors": Param("int", 1, low=1, high=4096, doc="CPU actors when the cluster has no GPU"),
+    "cpus_per_actor": Param("float", 1, positive=True, high=1024),
     "device": Param("str", "auto", choices=DEVICES, doc="auto: one actor per GPU when the cluster has GPUs"),
 }
 
 PLACEMENT = {
     "ray_address": Param("str", "", doc="'' = RAY_ADDRESS or a local Ray"),
-    "connect_timeout_s": Param("float", 30, positive=True, doc="how long connecting to a Ray cluster may take"),
-    "prepare": {"workers": Param("int", 8, low=1, doc="threads that check images")},
+    "connect_timeout_s": Param("float", 30, low=1, high=3600, doc="seconds connecting to a Ray cluster may take; "
+                                "under 1 s a working cluster would look unreachable"),
+    "prepare": {"workers": Param("int", 8, low=1, high=1024, doc="threads that check images")},
     "embed_text": {
-        "batch_size": Param("int", 256, low=1, doc="prompts per forward pass"),
+        "batch_size": Param("int", 256, low=1, high=1_000_000, doc="prompts per forward pass"),
         "cache": Param("str", "~/.cache/defr-pipeline/text-embeddings", doc="local dir or URI; '' = off"),
     },
     "train": {
-        "num_workers": Param("int", 2, low=1, doc="Ray Train workers (DDP)"),
+        "num_workers": Param("int", 2, low=1, high=4096, doc="Ray Train workers (DDP)"),
         "use_gpu": Param("bool", False, doc="one GPU per worker"),
-        "cpus_per_worker": Param("float", 1, positive=True),
-        "loader_workers": Param("int", 0, low=0, doc="DataLoader processes per worker"),
-        "max_failures": Param("int", 2, low=0, doc="worker-group restarts after a worker or node fault"),
+        "cpus_per_worker": Param("float", 1, positive=True, high=1024),
+        "loader_workers": Param("any", "auto", check=lambda v: None if v == "auto" or (
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0) else "expected auto or an integer >= 0",
+            doc="DataLoader processes per worker; auto: cpus_per_worker - 1"),
+        "decode": Param("str", "loader", choices=("loader", "device"), doc="train.augment batch: JPEGs decoded "
+                        "in the loader, or on the training device (nvjpeg on CUDA)"),
+        "max_failures": Param("int", 2, low=0, high=1000, doc="worker-group restarts after a worker or node fault"),
         "storage_path": Param("str", "runs", doc="checkpoints: local dir, s3:// / gs:// / NFS on a cluster"),
         "shared_storage": Param("list", [], items=Param("str")),
         "run_name": Param("str", "defr", doc="Ray Train run = <run_name>-<hash of params and inputs>"),
-        "sweep_concurrency": Param("int", 1, low=1),
+        "sweep_concurrency": Param("int", 1, low=1, high=4096),
     },
-    "predict": {**POOL, "batch_size": Param("int", 32, low=1)},
+    "predict": {**POOL, "batch_size": Param("int", 32, low=1, high=65_536)},
     "detect": dict(POOL),
     "score_regions": dict(POOL),
 }

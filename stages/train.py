@@ -36,7 +36,7 @@ log = logging.getLogger("stages.train")
 MODEL_KEYS = {"model": "model_name", "image_size": "image_size", "gamma": "gamma",
               "classifier_position": "classifier_position", "init": "init"}
 RECIPE_KEYS = ("loss", "ambiguous_as", "unknown_as", "lr", "epochs", "restart_epochs", "batch_size",
-               "global_batch", "min_per_class", "crop_scale", "jitter", "seed")
+               "global_batch", "min_per_class", "crop_scale", "jitter", "augment", "seed")
 
 
 def check_model_name(name: str, key: str = "train.model") -> None:

@@ -14,7 +14,9 @@ them (dash does not replace itself with the command); then the watchdog sends th
 the stage's descendants while they are its descendants (Ray's agents are re-parented to init once their
 raylet dies), and when the parent dies, or a signal arrived and GRACE_S passed, it SIGKILLs the stage
 and that list. When the stage ends by itself, the watchdog stops whatever
-the stage left behind and exits.
+the stage left behind and exits. A stage that did not end through its console's exit path (it was
+killed) gets the outputs of its last good run put back (:mod:`stages.last_good`), as a failing stage
+does for itself.
 """
 from __future__ import annotations
 
@@ -47,6 +49,20 @@ def _kill(known: dict) -> None:
             pass
 
 
+FINISHED = 0  # the byte the stage writes on the pipe when it ends through its console (stages/console.py)
+
+
+def _keep_last_good() -> None:
+    """Puts back the outputs of the stage's last good run (stages/last_good.py) after a kill."""
+    try:
+        sys.path.insert(0, str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from stages import last_good
+
+        last_good.restore()
+    except Exception:  # noqa: BLE001 - nobody to tell: the stage's own exit path reports what it can
+        pass
+
+
 def _gone(stage, parent_pid: int) -> bool:
     """``dvc repro`` (PARENT_PID) is no longer above the stage: dead, or the stage was re-parented."""
     import psutil
@@ -66,18 +82,38 @@ def _terminate(stage) -> None:
         pass
 
 
+def _drain(fd: int) -> bytes:
+    """Everything still unread in the stage's pipe (the pipe outlives its writer until this end is closed)."""
+    if fd < 0:
+        return b""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    except (BlockingIOError, OSError):
+        pass
+    return data
+
+
 def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> None:
     import psutil
 
+    finished = False  # the stage said it ended through its console's exit path (outputs in order)
     try:
         stage = psutil.Process(stage_pid)
-    except psutil.Error:
+    except psutil.Error:  # gone before this process got going (killed at once?): what did it say?
+        if FINISHED not in _drain(signal_fd):
+            _keep_last_good()
         return
     known: dict = {}
     deadline = None
     while True:
         if not stage.is_running() or stage.status() == psutil.STATUS_ZOMBIE:
             _kill(known)  # what the stage left behind (a local Ray's agents)
+            # Its last words may still be in the pipe: read them before deciding.
+            if not finished and FINISHED not in _drain(signal_fd):  # killed (SIGKILL): DVC removed its outputs
+                _keep_last_good()
             return
         for proc in _processes(stage):
             if proc.pid == os.getpid():  # the watchdog is the stage's child too
@@ -93,12 +129,14 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> No
         ready, _, _ = select.select([signal_fd], [], [], POLL_S) if signal_fd >= 0 else ([], [], time.sleep(POLL_S))
         if ready:
             received = os.read(signal_fd, 64)
+            finished = finished or FINISHED in received
             if not received:  # the stage closed its end: it is exiting
                 signal_fd = -1
             elif deadline is None and STOP_SIGNALS & set(received):
                 deadline = time.monotonic() + grace_s
         if deadline is not None and time.monotonic() > deadline:
             _kill(known)
+            _keep_last_good()
             return
 
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -30,12 +31,23 @@ SHRINK = {
 }
 
 
+# The session's shared Ray (tests/conftest.py ``shared_ray``): its token settings, for every DVC command.
+RAY_ENV: dict[str, str] = {}
+
+
+def use_ray(shared) -> None:
+    """Gives the DVC commands of this session the environment that joins ``shared`` (its token file)."""
+    RAY_ENV.update(shared.env)
+
+
 def env() -> dict[str, str]:
     # DVC runs stage commands with the first `python` on PATH: the project's venv, as the Makefile does.
+    # Ray's authentication mode is not forced: a stage's own local Ray uses token authentication.
     e = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    e.update(RAY_ENV)
     e.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}", DVC_NO_ANALYTICS="1",
              GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-             GIT_COMMITTER_EMAIL="t@example.com", RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+             GIT_COMMITTER_EMAIL="t@example.com", RAY_USAGE_STATS_ENABLED="0",
              HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
              # DVC runs commands with `$SHELL -c`: /bin/sh as on CI (where SHELL is unset), whatever the
              # developer's login shell. Debian's dash stays between dvc and the stage; bash would not.
@@ -95,6 +107,48 @@ def new_project(dest: Path) -> Path:
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "project"], dest)
     return dest
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", message], repo)
+
+
+def ran_pipeline(dest: Path, ray_address: str = "") -> tuple[Path, float]:
+    """A shrunken project whose whole pipeline ran (`dvc repro`) and was committed, with its stages joining
+    the Ray at ``ray_address`` (placement.ray_address; empty: each stage starts a local Ray); and the seconds
+    the run took."""
+    repo = new_project(dest)
+    if ray_address:
+        edit_params(repo, {"placement.ray_address": ray_address})
+        commit_all(repo, "the session's Ray")
+    start = time.perf_counter()
+    dvc("repro", cwd=repo)
+    seconds = time.perf_counter() - start
+    commit_all(repo, "demo run")
+    return repo, seconds
+
+
+def clone_project(src: Path, dest: Path) -> Path:
+    """A working copy of ``src`` in the state of its last commit, without running a stage: `git clone`, a
+    hard-linked copy of its DVC cache (outputs and run cache; what the clone adds goes to its own copy,
+    so clones never see each other's runs), and `dvc checkout` of the outputs dvc.lock names."""
+    run(["git", "clone", "-q", str(src), str(dest)], dest.parent)
+    cache = src / ".dvc" / "cache"
+    if cache.exists():
+        shutil.copytree(cache, dest / ".dvc" / "cache", copy_function=os.link)
+    dvc("checkout", "-q", cwd=dest)
+    return dest
+
+
+def restore(repo: Path) -> None:
+    """Back to the last commit: tracked files (params.yaml, dvc.lock, git-tracked metrics and plots) from
+    git, stage outputs from the DVC cache (`dvc checkout`); no stage runs. Checks that DVC agrees."""
+    run(["git", "checkout", "-q", "--", "."], repo)
+    run(["git", "clean", "-q", "-f", "--", "inputs"], repo)
+    dvc("checkout", "-q", "--force", cwd=repo)
+    status = dvc("status", cwd=repo).stdout
+    assert UP_TO_DATE in status, f"{repo} not back to its committed state:\n{status[-2000:]}"
 
 
 def edit_params(repo: Path, values: dict) -> None:

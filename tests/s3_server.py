@@ -109,7 +109,9 @@ def stop(server: S3Server) -> None:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> S3Server:
     """One loopback S3 server for the test session (tests make their own buckets)."""
-    pytest.importorskip("moto", reason="the object-store tests need moto[server] (the dev extra)")
+    from tests.conftest import require_module
+
+    require_module("moto", "the object-store tests need moto[server] (the dev extra: `make install-dev`)")
     server = start(tmp_path_factory.mktemp("s3-server") / "server.log")
     yield server
     stop(server)

@@ -43,11 +43,15 @@ def prepare_dataset(dataset: str, root: str, files: dict[str, Any], val_fraction
     """Reads a raw dataset with its adapter and builds the images, pairs, classes and rejects tables.
 
     Raises:
+        FileNotFoundError: ``root`` does not exist (names ``prepare.root``).
         AnnotationError: a malformed annotation file.
         DataLossError: a split lost more than ``max_reject_fraction`` of its images or pairs.
     """
     from pipeline import storage
 
     storage.check_access(root, "prepare.root")  # driver, credentials, bucket: fail in seconds
+    if not storage.exists(root, "prepare.root"):
+        raise FileNotFoundError(f"prepare.root = {root!r}: no such folder (the raw dataset's folder: a local path "
+                                "or fsspec URI; relative paths are relative to the project root)")
     return assemble(read_dataset(dataset, root, files), val_fraction, seed, decode_images, workers,
                     max_reject_fraction, rejects_path)

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.datasets.build import Candidate, DatasetInput, Reject, SplitInput
-from pipeline.datasets.files import AnnotationError
+from pipeline.datasets.files import AnnotationError, path_inside
 from pipeline.datasets.hico_anno import read_anno_mat
 from pipeline.datasets.hicodet import DetImage, read_anno_bbox_mat, read_instances_json
 from pipeline.datasets.hico_vocab import Vocabulary, hico_vocabulary
@@ -37,6 +37,8 @@ class HicoFiles:
 
 
 def _read_boxes(uri: str, split: str, num_classes: int) -> tuple[list[DetImage], list[int] | None]:
+    if not storage.exists(uri):
+        raise AnnotationError(f"{uri}: file not found (prepare.hico.hicodet_{split})")
     if uri.endswith(".mat"):
         images, rare = read_anno_bbox_mat(uri, split), None
     else:
@@ -73,7 +75,10 @@ def read_hico(files: HicoFiles, vocab: Vocabulary | None = None) -> DatasetInput
         raise ValueError("prepare.hico: give at least one of anno, hicodet_train, hicodet_test")
     vocab = vocab or hico_vocabulary()
     C = len(vocab)
-    labels = read_anno_mat(storage.join(files.root, files.anno), vocab) if files.anno else {}
+    anno_uri = storage.join(files.root, files.anno) if files.anno else ""
+    if anno_uri and not storage.exists(anno_uri):
+        raise AnnotationError(f"{anno_uri}: file not found (prepare.hico.anno; '' derives the labels from the boxes)")
+    labels = read_anno_mat(anno_uri, vocab) if files.anno else {}
     rare_from_file = None
     splits = []
     for split in SPLITS:
@@ -106,11 +111,17 @@ def read_hico(files: HicoFiles, vocab: Vocabulary | None = None) -> DatasetInput
         if lab:
             for name in det_by_name.keys() - seen.keys():
                 rejects.append(Reject(det_uri, name, "image has boxes but is not in the HICO label file", split))
-        folder = getattr(files, f"{split}_images")
+        folder = storage.join(files.root, getattr(files, f"{split}_images"))
         candidates = []
         for i in keep:
             name = names[i]
             det = det_by_name.get(name)
+            uri, problem = path_inside(folder, name)
+            if problem:  # a name that leads out of the images folder is never opened
+                n = len(det.hois) if det else 0
+                rejects.append(Reject(label_src, name, f"{problem} (entry {i} of the file names)"
+                                      + (f" ({n} pairs dropped with it)" if n else ""), split))
+                continue
             if lab:
                 row = lab.labels[i]
                 pos, neg, amb = (np.flatnonzero(row == v).tolist() for v in (1, -1, 0))
@@ -120,7 +131,7 @@ def read_hico(files: HicoFiles, vocab: Vocabulary | None = None) -> DatasetInput
                 neg = sorted(h for o in objs for h in vocab.object_to_hois[o].tolist() if h not in pos)
                 amb = []
             candidates.append(Candidate(
-                name, storage.join(files.root, folder, name), (det.width, det.height) if det else None,
+                name, uri, (det.width, det.height) if det else None,
                 pos, neg, amb, list(zip(det.hois, det.human_boxes, det.object_boxes)) if det else [], det_uri))
         splits.append(SplitInput(split, candidates, rejects))
 

@@ -25,7 +25,7 @@ import scipy.io
 
 from pipeline import storage
 from pipeline.datasets.build import Candidate, DatasetInput, Reject, SplitInput, single_label_coding
-from pipeline.datasets.files import AnnotationError, read_lines, read_records
+from pipeline.datasets.files import AnnotationError, path_inside, read_lines, read_records
 
 log = logging.getLogger(__name__)
 LIST_NAMES = {"train": "images_mpii_train.txt", "val": "images_mpii_val.txt", "test": "images_mpii_test.txt"}
@@ -197,8 +197,12 @@ def read_mpii(files: MpiiFiles) -> DatasetInput:
                 reason = "no activity label" if a else f"not in the annotations ({files.annotations})"
                 rejects.append(Reject(ann_uri, name, f"{reason}; listed in {LIST_NAMES[bench]}", split))
                 continue
+            uri, problem = path_inside(storage.join(files.root, files.images), name)
+            if problem:  # a name that leads out of the images folder is never opened
+                rejects.append(Reject(ann_uri, name, f"{problem} ({a.where}; listed in {LIST_NAMES[bench]})", split))
+                continue
             pos, neg = single_label_coding(index[a.name], len(names))
-            candidates.append(Candidate(name, storage.join(files.root, files.images, name), None, pos, neg))
+            candidates.append(Candidate(name, uri, None, pos, neg))
         splits.append(SplitInput(split, candidates, rejects))
     classes = pa.table({"hoi": np.arange(len(names)), "name": names,
                         "category": [categories[n] for n in names]})

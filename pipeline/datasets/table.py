@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.datasets.build import LABEL_MODES, Candidate, DatasetInput, Reject, SplitInput
-from pipeline.datasets.files import AnnotationError, read_records
+from pipeline.datasets.files import AnnotationError, path_inside, read_records
 from pipeline.detection.classes import coco80_label
 
 SPLITS = ("train", "val", "test")
@@ -163,7 +163,10 @@ def read_table_dataset(files: TableFiles) -> DatasetInput:
         unknown = [x for x in entry["labels"] if x not in index]
         positives = sorted({index[x] for x in entry["labels"] if x in index})
         where = f"{labels_uri} row {entry['row']}"
-        if unknown:
+        uri, problem = path_inside(storage.join(files.root, files.images), name)
+        if problem:  # a name that leads out of the images folder is never opened
+            part.rejects.append(Reject(labels_uri, name, f"{problem} ({where})", part.split))
+        elif unknown:
             part.rejects.append(Reject(labels_uri, name, f"label {unknown[0]!r} is not a class of {files.classes} "
                                                          f"({where})", part.split))
         elif files.label_mode == "single" and len(positives) != 1:
@@ -172,7 +175,7 @@ def read_table_dataset(files: TableFiles) -> DatasetInput:
         else:
             listed = set(positives)
             negatives = [c for c in range(C) if c not in listed]
-            part.candidates.append(Candidate(name, storage.join(files.root, files.images, name), None, positives,
+            part.candidates.append(Candidate(name, uri, None, positives,
                                              negatives, [], pairs.get(name, []), pairs_uri))
     splits = [by_split[s] for s in SPLITS if s in by_split]
     if pair_rejects:

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline import storage
+from pipeline.datasets.files import name_problem
 from pipeline.detection.boxes import ImageDetections
 from pipeline.detection.classes import coco80_names, normalize, to_coco80
 
@@ -139,8 +140,8 @@ def read_table(uri: str, images: pa.Table, label_space: str = "coco80"
         keys = table["image_id"].to_pylist()
         ids = np.asarray(keys, dtype=np.int64)
         ids = np.where(np.isin(ids, images["image_id"].to_numpy()), ids, -1)
-    rejects = [(uri, f"row {i}", f"{key} {keys[i]!r} is not an image of the image list")
-               for i in np.flatnonzero(ids < 0)]
+    rejects = [(uri, f"row {i}", (key == "file_name" and name_problem(keys[i], "the image list"))
+                or f"{key} {keys[i]!r} is not an image of the image list") for i in np.flatnonzero(ids < 0)]
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     dets = []
@@ -197,12 +198,18 @@ def read_boxes_json(uri: str, images: pa.Table) -> tuple[list[ImageDetections], 
         raise ValueError(f"{uri}: {problem or 'not a JSON object'}; expected image file name -> list of "
                          '{"category": COCO name, "box": [x1, y1, x2, y2], "score": s}')
     by_name: dict[str, list[str]] = {}
-    for key in doc:
+    dets, rejects, used = [], [], set()
+    for row, key in enumerate(doc, start=1):
+        problem = name_problem(key, "the images given")
+        if problem:  # an absolute or escaping key names no image of the run; it never matches one
+            rejects.append((uri, key, f"{problem} (key {row} of the boxes file)"))
+            used.add(key)
+            continue
         by_name.setdefault(PurePosixPath(str(key)).name, []).append(key)
     index = {n: i for i, n in enumerate(coco80_names())}
-    dets, rejects, used = [], [], set()
     for image_id, name in zip(images["image_id"].to_pylist(), images["file_name"].to_pylist()):
-        keys = [name] if name in doc else by_name.get(PurePosixPath(str(name)).name, [])
+        exact = name in doc and not name_problem(name)
+        keys = [name] if exact else by_name.get(PurePosixPath(str(name)).name, [])
         if len(keys) != 1:
             rejects.append((uri, name, "no entry for this image in the boxes file" if not keys else
                             f"several entries match this file name: {keys[:3]}"))

@@ -7,19 +7,21 @@ LSE-Sign loss trains the sign of each logit), not a probability calibrated on an
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import storage
 from pipeline.data.images import ImageError, read_rgb
+from pipeline.storage.credentials import mask
 
 from .engine import Placement
 from .hoi import DEMO_NOTE
 from .image_scores import score_images
 from .inputs import ImageInputs
 from .pictures import contact_sheet, png_bytes
+from .result_folder import staged
 
 SHEET_MAX = 48  # images on the contact sheet (the JSON has them all)
 
@@ -72,14 +74,18 @@ def classify_images(inputs: ImageInputs, checkpoint: str, top_k: int, placement:
 
 
 def write_classify_results(result: ClassifyResult, out_dir: str | Path) -> dict[str, str]:
-    """Writes ``classes.json`` (notes, per-image top classes, rejects, info) and ``contact_sheet.png``."""
+    """Writes ``classes.json`` (notes, per-image top classes, rejects, info) and ``contact_sheet.png`` into
+    ``out_dir`` all at once (:func:`~pipeline.inference.result_folder.staged`).
+
+    Raises:
+        OutputError: a file could not be written (named); ``out_dir`` is then as it was.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    storage.write_json({"notes": result.notes, "images": result.images, "rejects": result.rejects,
-                        "info": result.info}, out / "classes.json")
     written = {"classes": str(out / "classes.json")}
-    if result.sheet is not None:
-        with storage.atomic_path(out / "contact_sheet.png") as tmp:
-            tmp.write_bytes(result.sheet)
-        written["contact_sheet"] = str(out / "contact_sheet.png")
+    with staged(out) as stage:
+        if result.sheet is not None:
+            stage.file("contact_sheet.png").write_bytes(result.sheet)
+            written["contact_sheet"] = str(out / "contact_sheet.png")
+        report = {"notes": result.notes, "images": result.images, "rejects": result.rejects, "info": result.info}
+        stage.file("classes.json").write_text(mask(json.dumps(report, indent=2)) + "\n")  # no URI credentials
     return written

@@ -20,15 +20,17 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import storage
-from pipeline.detection.boxes import ImageDetections
+from pipeline.detection.boxes import ImageDetections, box_item
 from pipeline.regions.pairs import PairParams
 from pipeline.regions.scorer import ScoreParams
+from pipeline.storage.credentials import mask
 
 from .detections import DetectorSpec
 from .engine import Placement, shippable
 from .inputs import ImageInputs
 from .pictures import PictureOptions
 from .regions import box_counts, score_rows, why_no_pairs
+from .result_folder import staged
 
 log = logging.getLogger(__name__)
 DEMO_NOTE = ("DEMO ONLY model (its checkpoint says so: the tiny model of the synthetic demo, or random weights): "
@@ -75,11 +77,21 @@ def boxes_rows(inputs: ImageInputs, path: str, fmt: str, label_space: str) -> tu
 
     fmt = fmt if fmt != "auto" else sniff_format(path)
     dets, rejects, _ = read_precomputed(fmt, path, inputs.table.select(["image_id", "file_name"]), label_space)
-    for d in dets:
+    files = dict(zip(inputs.table["image_id"].to_pylist(), inputs.table["file_name"].to_pylist()))
+    for k, d in enumerate(dets):
         s = np.asarray(d.scores, np.float64)
-        if len(s) and not (np.isfinite(s) & (s >= 0) & (s <= 1)).all():
-            raise ValueError(f"boxes {path}: image id {d.image_id} has scores {s.tolist()[:5]}; expected [0, 1]")
+        finite = np.isfinite(s)
+        if not (s[finite] >= 0).all() or not (s[finite] <= 1).all():
+            raise ValueError(f"boxes {path}: image {files[d.image_id]} has scores {s.tolist()[:5]}; expected [0, 1]")
+        if not finite.all():  # one unusable box, not a suspect file: the image keeps its other boxes
+            rejects += [(path, box_item(files[d.image_id], d.boxes[j]), f"score {s[j]} is not a number in [0, 1]")
+                        for j in np.flatnonzero(~finite)]
+            dets[k] = ImageDetections(d.image_id, np.asarray(d.boxes)[finite], np.asarray(d.labels)[finite], s[finite])
     by_id = {d.image_id: d for d in dets}
+    # An image the file has no boxes for may not exist at all: say that, not "no entry in the boxes file".
+    gone = {files[i]: u for i, u in zip(inputs.table["image_id"].to_pylist(), inputs.table["uri"].to_pylist())
+            if i not in by_id and not storage.exists(u)}
+    rejects = [r for r in rejects if r[1] not in gone] + [(u, u, "missing image file") for u in gone.values()]
     keep = [i for i in inputs.table["image_id"].to_pylist() if i in by_id]
     rows = inputs.table.take(pa.array(keep, pa.int64())) if keep else inputs.table.slice(0, 0)
     rows = (rows.append_column("boxes", pa.array([np.asarray(by_id[i].boxes, np.float32).reshape(-1) for i in keep],
@@ -169,27 +181,33 @@ def _round(box) -> list[float]:
 
 
 def write_hoi_results(result: HOIResult, out_dir: str | Path) -> dict[str, str]:
-    """Writes the result into ``out_dir`` (created); each file atomically. Returns what was written.
+    """Writes the result into ``out_dir`` all at once (:func:`~pipeline.inference.result_folder.staged`:
+    a temporary folder beside it, renamed into place at the end). Returns what was written.
 
     Files: ``hoi_detections.jsonl`` and ``.parquet`` (image, uri, human_box, object_box, hoi, name, verb,
     object, score), ``detections.jsonl`` (the boxes used), ``summary.json`` (notes, per-image status,
     rejects, run info), ``pictures/<image>.png`` and ``attention/<image>.png``.
+
+    Raises:
+        OutputError: a file could not be written (named); ``out_dir`` is then as it was.
     """
+    import pyarrow.parquet as pq
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = {"hoi_detections": str(out / "hoi_detections.jsonl")}
-    storage.write_text("".join(json.dumps(h) + "\n" for h in result.hois), out / "hoi_detections.jsonl")
-    table = pa.Table.from_pylist(result.hois, schema=HOI_SCHEMA)
-    storage.write_parquet(table, out / "hoi_detections.parquet", metadata={"notes": result.notes})
-    storage.write_text("".join(json.dumps(d) + "\n" for d in result.detections), out / "detections.jsonl")
-    for folder, pngs in (("pictures", result.pictures), ("attention", result.attention)):
-        for name, data in pngs.items():
-            with storage.atomic_path(out / folder / f"{name}.png") as tmp:
-                tmp.write_bytes(data)
-        if pngs:
-            written[folder] = str(out / folder)
-    storage.write_json({"notes": result.notes, "images": result.images, "rejects": result.rejects,
-                        "info": result.info}, out / "summary.json")
+    with staged(out) as stage:
+        stage.file("hoi_detections.jsonl").write_text("".join(json.dumps(h) + "\n" for h in result.hois))
+        table = pa.Table.from_pylist(result.hois, schema=HOI_SCHEMA)
+        table = table.replace_schema_metadata({b"notes": json.dumps(result.notes).encode()})
+        pq.write_table(table, stage.file("hoi_detections.parquet"))
+        stage.file("detections.jsonl").write_text("".join(json.dumps(d) + "\n" for d in result.detections))
+        for folder, pngs in (("pictures", result.pictures), ("attention", result.attention)):
+            for name, data in pngs.items():
+                stage.file(f"{folder}/{name}.png").write_bytes(data)
+            if pngs:
+                written[folder] = str(out / folder)
+        report = {"notes": result.notes, "images": result.images, "rejects": result.rejects, "info": result.info}
+        stage.file("summary.json").write_text(mask(json.dumps(report, indent=2)) + "\n")  # no URI credentials
     written["summary"] = str(out / "summary.json")
     return written
 

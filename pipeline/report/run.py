@@ -31,6 +31,8 @@ class EvaluationInputs:
     prepared: str                     # folder of images / pairs / classes.parquet
     image_scores: str = ""            # "" = classification off
     hoi_detections: str = ""          # "" = detection off
+    hoi_detections_table: object = None   # a pa.Table scored instead of reading hoi_detections (evaluate.external)
+    external: dict | None = None          # what the table came from (results file, format, rejects): into the metrics
 
 
 @dataclass
@@ -73,7 +75,9 @@ def evaluate(inputs: EvaluationInputs, pr_classes: list[int] | None = None) -> E
     wanted_inputs = {"image_scores": (inputs.image_scores, "classification", "run predict"),
                      "hoi_detections": (inputs.hoi_detections, "detection", "run the detection branch")}
     for name, (path, param, how) in wanted_inputs.items():
-        if path and Path(path).exists():
+        if name == "hoi_detections" and path and inputs.hoi_detections_table is not None:
+            tables[name] = inputs.hoi_detections_table
+        elif path and Path(path).exists():
             paths[name] = Path(path)
             tables[name] = storage.read_parquet(path)
     reason = None
@@ -102,6 +106,11 @@ def evaluate(inputs: EvaluationInputs, pr_classes: list[int] | None = None) -> E
         log.warning("%s", out.detection["not_evaluated"])
     elif inputs.hoi_detections:
         metrics, default, known = evaluate_detection(tables["images"], tables["pairs"], space, tables["hoi_detections"])
+        if inputs.external:
+            metrics["external"] = inputs.external
+            out.provenance[inputs.hoi_detections] = (f"external results, format {inputs.external['format']}; "
+                                                      f"{inputs.external['rejected']} of {inputs.external['rows_read']} "
+                                                      "rows rejected")
         out.detection = metrics
         rare = space.rare
         out.per_class.update(n_train_pairs=counts["detection"],

@@ -10,6 +10,7 @@ one set of object-store settings, errors that name the URI (``pipeline.storage.f
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.storage.credentials import mask
 from pipeline.storage.drivers import DRIVERS, DriverMissing, protocol, require_driver
 from pipeline.storage.errors import AccessDenied, BucketNotFound, StorageError, StoreUnreachable
 from pipeline.storage.filesystems import (arrow_filesystem, check_access, errors_for, filesystem, is_local,
@@ -116,6 +118,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(target, path)
+    except OSError as e:
+        # A full disk names no file (write() has none to name; pyarrow says "Error writing bytes"): name it.
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(e):
+            raise OSError(errno.ENOSPC, f"No space left on device: cannot write {path} (the disk is full; "
+                                        f"{path} is as it was)") from e
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -125,7 +133,8 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, metadata: dict | Non
     """Writes ``table`` atomically; ``metadata`` (str -> JSON-able) goes into the schema metadata."""
     if metadata:
         meta = dict(table.schema.metadata or {})
-        meta.update({k.encode(): (v if isinstance(v, str) else json.dumps(v)).encode()
+        # Metadata is read by anyone who gets the file: no URI credentials in it.
+        meta.update({k.encode(): mask(v if isinstance(v, str) else json.dumps(v)).encode()
                      for k, v in metadata.items()})
         table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:

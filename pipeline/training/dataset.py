@@ -53,10 +53,14 @@ def load_image(uri: str) -> Image.Image:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """(transformed image, targets) for the rows of an images table; ``indices`` picks/repeats rows."""
+    """(transformed image, targets, row) for the rows of an images table; ``indices`` picks/repeats rows.
 
-    def __init__(self, uris: list[str], targets: np.ndarray, transform, indices=None):
-        self.uris, self.targets, self.transform = uris, targets, transform
+    ``read`` turns a URI into what ``transform`` takes: a PIL image (default) or the file's bytes
+    (:func:`pipeline.training.batch_augmentation.read_bytes` for the split loader/device augmentation).
+    """
+
+    def __init__(self, uris: list[str], targets: np.ndarray, transform, indices=None, read=load_image):
+        self.uris, self.targets, self.transform, self.read = uris, targets, transform, read
         self.indices = np.arange(len(uris)) if indices is None else np.asarray(indices)
 
     def __len__(self) -> int:
@@ -64,7 +68,12 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         r = int(self.indices[i])
-        return self.transform(load_image(self.uris[r])), torch.from_numpy(self.targets[r].astype(np.float32)), r
+        data = self.read(self.uris[r])
+        try:
+            image = self.transform(data)
+        except Exception as e:  # PIL / libjpeg raise OSError, RuntimeError, ValueError...: name the file
+            raise OSError(f"cannot decode image {self.uris[r]}: {type(e).__name__}: {e}") from e
+        return image, torch.from_numpy(self.targets[r].astype(np.float32)), r
 
 
 def split_samples(images: pa.Table, split: str, num_classes: int, ambiguous: str, unknown: str):

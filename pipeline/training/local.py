@@ -11,9 +11,8 @@ import torch
 from pipeline.losses import make_loss
 from pipeline.metrics.classification import hico_classification_map
 from pipeline.model import DEFRClassifier, ModelConfig, build_model, inference_transform
-from pipeline.training.augment import train_transform
 from pipeline.training.dataset import ImageDataset, split_samples
-from pipeline.training.recipe import _loader, _train_epoch, _validate
+from pipeline.training.recipe import _loader, _train_epoch, _validate, train_data
 from pipeline.training.sampling import oversample
 
 
@@ -42,9 +41,9 @@ def fit_local(images: pa.Table, text: np.ndarray | None, model_config: ModelConf
     history = []
     for epoch in range(recipe["epochs"]):
         idx = oversample(train_t, recipe["min_per_class"], recipe["seed"] + epoch)
-        data = ImageDataset(train_uris, train_t, train_transform(cfg, recipe["crop_scale"], recipe["jitter"]), idx)
-        loss, ips = _train_epoch(model, _loader(data, recipe), loss_fn, optimizer, scheduler, accum, device,
-                                 recipe, 0, epoch)
+        data, collate, augment = train_data(train_uris, train_t, cfg, recipe, idx, epoch, 0, device)
+        loss, ips = _train_epoch(model, _loader(data, recipe, collate=collate), loss_fn, optimizer, scheduler,
+                                 accum, device, recipe, 0, epoch, augment)
         scores = _validate(model, val_set, recipe, device, len(val_uris), c)
         history.append({"epoch": epoch, "train_loss": loss, "images_per_s_per_worker": ips,
                         "val_map": hico_classification_map(scores, val_labels).map,

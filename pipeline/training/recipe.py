@@ -23,11 +23,15 @@ from pipeline import storage
 from pipeline.losses import make_loss
 from pipeline.model import ModelConfig, build_model, inference_transform, save_checkpoint
 from pipeline.training.augment import train_transform
+from pipeline.training.batch_augmentation import BatchAugmentation, CropReader, collate_crops, read_bytes
 from pipeline.training.dataset import ImageDataset, split_samples
 from pipeline.training.sampling import oversample, shard
 
 STATE = "train_state.pt"
 HISTORY = "history.json"
+# batch: decode + crop in the loader, the rest per batch on the device; pil: all per image in the loader;
+# auto: batch on CUDA, pil on CPU (where the "device" is the same CPU and the per-image PIL path is cheaper).
+AUGMENTATIONS = ("auto", "batch", "pil")
 
 
 def _setup_data(cfg: dict[str, Any], model_config: ModelConfig, rank: int, world: int):
@@ -40,10 +44,43 @@ def _setup_data(cfg: dict[str, Any], model_config: ModelConfig, rank: int, world
     return train, val, val_set
 
 
-def _loader(dataset, cfg, shuffle=False):
+def loader_workers(cfg: dict[str, Any]) -> int:
+    """DataLoader processes of one worker: ``loader_workers`` as set, or for ``auto`` every CPU the worker
+    has (``cpus_per_worker``, at most the CPUs this process may use) but one, which trains."""
+    n = cfg.get("loader_workers", 0)
+    if n != "auto":
+        return int(n)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(int(cfg.get("cpus_per_worker", 1)), usable) - 1)
+
+
+def _loader(dataset, cfg, shuffle=False, collate=None):
     return torch.utils.data.DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=shuffle,
-                                       num_workers=cfg["loader_workers"], drop_last=False,
+                                       num_workers=loader_workers(cfg), drop_last=False, collate_fn=collate,
                                        persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def train_data(uris: list[str], targets: np.ndarray, mconf: ModelConfig, cfg: dict[str, Any], indices,
+               epoch: int, rank: int, device: torch.device):
+    """(dataset, collate, on-device augmentation or None) of one epoch, by ``cfg["augment"]``.
+
+    ``batch``: the loader decodes and crops (:class:`CropReader`), the training device resizes, flips,
+    jitters and normalises whole batches (:class:`BatchAugmentation`, its draws seeded by seed, epoch and
+    rank). ``pil``: the per-image PIL transform, all in the loader. ``auto`` (default): ``batch`` on CUDA,
+    ``pil`` on CPU (measured: ``python -m bench loader``, docs/performance.md).
+    """
+    augment = cfg.get("augment", "auto")
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"train.augment {augment!r}: expected one of {AUGMENTATIONS}")
+    if augment == "auto":
+        augment = "batch" if device.type == "cuda" else "pil"
+    if augment == "pil":
+        transform = train_transform(mconf, cfg["crop_scale"], cfg["jitter"])
+        return ImageDataset(uris, targets, transform, indices), None, None
+    reader = CropReader(mconf.image_size, cfg["crop_scale"], cfg.get("decode", "loader"))
+    generator = torch.Generator().manual_seed(int(cfg["seed"]) * 1_000_003 + epoch * 1009 + rank)
+    return (ImageDataset(uris, targets, reader, indices, read=read_bytes), collate_crops,
+            BatchAugmentation(mconf.image_size, mconf.mean, mconf.std, cfg["jitter"], generator))
 
 
 def _restore(model, optimizer, scheduler, best_dir: Path) -> dict[str, Any]:
@@ -80,7 +117,7 @@ def _maybe_die(cfg, rank: int, epoch: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cfg, rank, epoch):
+def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cfg, rank, epoch, augment=None):
     from tqdm import tqdm
 
     model.train()
@@ -91,7 +128,8 @@ def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cf
     for step, (images, targets, _) in enumerate(bar):
         if step == 1:
             _maybe_die(cfg, rank, epoch)
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images = augment(images, device) if augment is not None else images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
         last = (step + 1) % accum == 0 or step + 1 == len(loader)
         sync = model.no_sync() if hasattr(model, "no_sync") and not last else _null()
         with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -185,11 +223,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     for epoch in range(int(state["epoch"]), cfg["epochs"]):
         indices = shard(oversample(train_targets, cfg["min_per_class"], cfg["seed"] + epoch), rank, world,
                         cfg["batch_size"] * accum)
-        train_set = ImageDataset(train_uris, train_targets,
-                                 train_transform(mconf, cfg["crop_scale"], cfg["jitter"]), indices)
+        train_set, collate, augment = train_data(train_uris, train_targets, mconf, cfg, indices, epoch, rank,
+                                                 device)
         lr = scheduler.get_last_lr()[0]
-        loss, ips = _train_epoch(model, _loader(train_set, cfg), loss_fn, optimizer, scheduler, accum,
-                                 device, cfg, rank, epoch)
+        loss, ips = _train_epoch(model, _loader(train_set, cfg, collate=collate), loss_fn, optimizer, scheduler,
+                                 accum, device, cfg, rank, epoch, augment)
         scores = _validate(model, val_set, cfg, device, len(val_labels), mconf.num_classes)
         metrics = {"epoch": epoch, "train_loss": loss, "lr": lr, "images_per_s_per_worker": ips}
         checkpoint_dir = None

@@ -32,7 +32,8 @@ class Placement:
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1
-    loader_workers: int = 0
+    loader_workers: int | str = "auto"
+    decode: str = "loader"
     max_failures: int = 2
     storage_path: str = "runs"
     shared_storage: list[str] = field(default_factory=list)
@@ -128,7 +129,8 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
                     "placement.train.num_workers / cpus_per_worker / use_gpu")
     storage_path = check_storage_path(where.storage_path, cluster_nodes(), where.shared_storage,
                                       "placement.train.storage_path")
-    config = loop_config(images, text, model, loader_workers=where.loader_workers, **recipe)
+    config = loop_config(images, text, model, loader_workers=where.loader_workers, decode=where.decode,
+                         cpus_per_worker=where.cpus_per_worker, **recipe)
     return config, name, storage_path
 
 

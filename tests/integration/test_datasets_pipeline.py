@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline import schemas, storage
-from tests.integration.test_dvc_remote import copy_project, dvc, run, shrink_params
+from tests.dvc_project import copy_project, dvc, run, shrink_params, use_ray
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,13 +33,16 @@ def _merge(target: dict, values: dict) -> None:
             target[k] = v
 
 
-def test_mpii_format_dataset_runs_dvc_repro_end_to_end(tmp_path):
+def test_mpii_format_dataset_runs_dvc_repro_end_to_end(tmp_path, shared_ray):
     repo = tmp_path / "project"
     repo.mkdir()
     copy_project(repo)
     shrink_params(repo / "params.yaml")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     _merge(params, MPII)
+    # the stages join the session's Ray instead of starting one each (placement: no stage tracks it)
+    params["placement"]["ray_address"] = shared_ray.address
+    use_ray(shared_ray)
     # The oracle makes no false boxes here: without ground-truth pairs it then has nothing to perturb, so
     # score_regions gets no pair and HOI detection is judged by evaluate alone.
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -19,6 +19,7 @@ from pipeline import cli
 from pipeline.classes import ClassInfo, ClassSpace
 from pipeline.detection.classes import normalize
 from pipeline.model import ModelConfig, build_model, save_checkpoint
+from tests.conftest import require_module
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,25 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def _kept_boxes(detections: list[dict], threshold: float = 0.2, nms: float = 0.5) -> tuple[int, int]:
+    """(humans, objects) left by the CLI's default pair rule, recomputed here in plain Python: score >=
+    ``threshold``, then greedy non-maximum suppression at IoU > ``nms`` within each category."""
+    kept: list[dict] = []
+    for d in sorted((d for d in detections if d["score"] >= threshold), key=lambda d: -d["score"]):
+        if all(k["category"] != d["category"] or _iou(k["box"], d["box"]) <= nms for k in kept):
+            kept.append(d)
+    humans = sum(k["category"] == "person" for k in kept)
+    return humans, len(kept) - humans
+
+
+@pytest.mark.smoke  # make test-fast: the defr command
 def test_photos_with_hand_drawn_boxes(shared_photos, models, tmp_path, capsys):
     code, out = _defr(capsys, "detect", shared_photos, "--model", models["hico"], "--boxes",
                       shared_photos / "boxes.json", "--out", tmp_path, "--attention", "--local")
@@ -108,7 +128,7 @@ def test_a_corrupt_file_is_reported_and_the_others_processed(shared_photos, mode
                       shared_photos / "boxes.json", "--out", tmp_path / "out", "--local")
     assert code == 0
     assert "person.jpg: not used: cannot decode image" in out
-    assert "gone.jpg: not used: no entry for this image in the boxes file" in out
+    assert "gone.jpg: not used: missing image file" in out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     status = {i["file_name"]: i["status"] for i in summary["images"]}
     assert status == {"person.jpg": "rejected", "dog.jpg": "no pairs", "horses.jpg": "no pairs", "gone.jpg": "rejected"}
@@ -120,10 +140,11 @@ def test_a_corrupt_file_is_reported_and_the_others_processed(shared_photos, mode
 
 
 def test_mmdetection_backend_with_random_weights(shared_photos, models, tmp_path, capsys):
-    pytest.importorskip("mmdet.apis", reason="MMDetection stack not installed (scripts/install_mmdet.sh)")
+    require_module("mmdet.apis", "MMDetection stack not installed: `make install-detect` (scripts/install_mmdet.sh)")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     # Random heads favour a few classes; seed 33 is the first whose head gives a person >= 0.2 (and many
     # other boxes) on person.jpg (torch 2.14.1, mmdet 3.3.0), so that pairs exist and the gating is tested.
+    # (The seed only picks an input; every count below is derived from the detections written.)
     code, out = _defr(capsys, "detect", shared_photos, tmp_path / "broken.jpg", "--model", models["hico"],
                       "--detector", "rtmdet_tiny_8xb32-300e_coco", "--detector-checkpoint", "random",
                       "--detector-seed", 33, "--detector-scale", 320, 320, "--out", tmp_path / "out", "--local")
@@ -147,7 +168,13 @@ def test_mmdetection_backend_with_random_weights(shared_photos, models, tmp_path
     assert {h["image"] for h in hois} == {"person"} and len({h["object"] for h in hois}) > 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     pairs = {im["image"]: im.get("pairs") for im in summary["images"]}
-    assert pairs["person"] == 15 and pairs["dog"] == pairs["horses"] == 0   # 1 person x max_objects 15
+    kept = {name: _kept_boxes([d for d in detections if d["image"] == name]) for name in sizes}
+    for name, (humans, objects) in kept.items():
+        # the documented pair rule (pipeline/regions/pairs.py, after UPT): every kept human x every other
+        # kept box, at most 15 humans and 15 objects (the CLI defaults)
+        humans, objects = min(humans, 15), min(objects, 15)
+        assert pairs[name] == humans * (humans + objects - 1), (name, humans, objects, pairs)
+    assert pairs["person"] > 0 and pairs["dog"] == pairs["horses"] == 0
     assert {im["image"] for im in summary["images"] if im["status"] == "rejected"} == {"broken"}
     for name in ("person", "dog", "horses"):
         assert (tmp_path / "out" / "pictures" / f"{name}.png").exists()
@@ -162,7 +189,10 @@ def test_ray_gives_what_the_process_gives(shared_photos, models, tmp_path, capsy
                           shared_photos / "boxes.json", "--out", tmp_path / "ray", "--ray", "--batch-size", 2)
     finally:
         ray.shutdown()
-    assert code == 0 and "ray" in out
+    assert code == 0
+    # the mode the run reports, not the word "ray" (which the output path alone would contain)
+    assert json.loads((tmp_path / "ray" / "summary.json").read_text())["info"]["mode"] == "ray"
+    assert "; ray, " in out.splitlines()[-1], out[-500:]
     code, _ = _defr(capsys, "detect", shared_photos, "--model", models["hico"], "--boxes",
                     shared_photos / "boxes.json", "--out", tmp_path / "local", "--local")
     assert (tmp_path / "ray" / "hoi_detections.jsonl").read_text() == (tmp_path / "local" / "hoi_detections.jsonl").read_text()
@@ -201,3 +231,81 @@ def test_the_defr_command_is_installed_and_lists_its_subcommands(capsys):
     assert exit_.value.code == 0
     help_text = capsys.readouterr().out
     assert "detect" in help_text and "classify" in help_text
+
+
+def _pictures(folder: Path, n: int) -> Path:
+    """``n`` small JPEGs (img00.jpg, ...) and a boxes file giving each a person and a horse."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    boxes = {}
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / f"img{i:02d}.jpg")
+        boxes[f"img{i:02d}.jpg"] = [{"category": "person", "box": [10, 10, 60, 90], "score": 0.9},
+                                    {"category": "horse", "box": [50, 30, 120, 90], "score": 0.8}]
+    (folder / "boxes.json").write_text(json.dumps(boxes))
+    return folder
+
+
+def test_detect_argument_errors_exit_2_naming_the_fix(models, tmp_path, capsys):
+    photos = _pictures(tmp_path / "photos", 1)
+    image, model, out = photos / "img00.jpg", models["hico"], tmp_path / "out"
+    # --detector without its weights (checked before MMDetection is even imported)
+    code = cli.main(["detect", str(image), "--model", str(model), "--detector", "rtmdet_tiny_8xb32-300e_coco",
+                     "--out", str(out)])
+    assert code == 2 and "--detector and --detector-checkpoint go together" in capsys.readouterr().err
+    # neither box source
+    code = cli.main(["detect", str(image), "--model", str(model), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "give boxes from a detector (--detector) or from a file (--boxes), not neither" in err
+    # a boxes file with a score outside [0, 1]: the file is suspect, nothing runs
+    bad = json.loads((photos / "boxes.json").read_text())
+    bad["img00.jpg"][1]["score"] = 1.7
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    code = cli.main(["detect", str(image), "--model", str(model), "--boxes", str(tmp_path / "bad.json"),
+                     "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"boxes {tmp_path / 'bad.json'}: image " in err
+    assert "has scores [0.9, 1.7]; expected [0, 1]" in err
+    assert not out.exists()
+    # --model is required: argparse's usage error (exit 2) names it
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["detect", str(image), "--boxes", str(photos / "boxes.json"), "--out", str(out)])
+    assert exit_.value.code == 2 and "the following arguments are required: --model" in capsys.readouterr().err
+
+
+def test_detect_with_both_box_sources_is_refused(models, tmp_path, capsys):
+    require_module("mmdet.apis", "MMDetection stack not installed: `make install-detect` (scripts/install_mmdet.sh)")
+    photos = _pictures(tmp_path / "photos", 1)
+    code = cli.main(["detect", str(photos / "img00.jpg"), "--model", str(models["hico"]), "--detector",
+                     "rtmdet_tiny_8xb32-300e_coco", "--detector-checkpoint", "random", "--boxes",
+                     str(photos / "boxes.json"), "--out", str(tmp_path / "out")])
+    assert code == 2 and "not both" in capsys.readouterr().err
+
+
+def test_classify_exits_1_when_no_image_can_be_used(models, tmp_path, capsys):
+    (tmp_path / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 truncated")
+    code, out = _defr(capsys, "classify", tmp_path / "a.jpg", tmp_path / "b.jpg", "--model", models["small"],
+                      "--out", tmp_path / "out")
+    assert code == 1
+    assert "a.jpg: not used: cannot decode image" in out and "b.jpg: not used: cannot decode image" in out
+    assert "top 5 classes of 0 image(s)" in out
+
+
+def test_more_than_25_images_are_summed_up_after_the_first_20(models, tmp_path, capsys):
+    """SHOWN (20) images one per line, then one line counting the rest; every image is in summary.json."""
+    photos = _pictures(tmp_path / "photos", 27)
+    (photos / "img26.jpg").write_bytes(b"not a jpeg")       # one of the rest cannot be used
+    code, out = _defr(capsys, "detect", photos, "--model", models["small"], "--boxes", photos / "boxes.json",
+                      "--out", tmp_path / "out", "--no-pictures", "--local")
+    assert code == 0
+    lines = out.splitlines()
+    listed = [line for line in lines if line.startswith("img")]
+    assert [line.split(":")[0] for line in listed] == [f"img{i:02d}.jpg" for i in range(cli.SHOWN)]
+    assert all("1 pair(s) from 2 boxes (1 person)" in line for line in listed)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["images"]) == 27
+    assert f"... and 7 more image(s): 6 with pairs, 0 without, 1 not used (all in " in out
+    # 27 images with 2 boxes each, 26 readable: 26 pairs, each scored against the 3 horse classes of SMALL
+    hois = _jsonl(tmp_path / "out" / "hoi_detections.jsonl")
+    assert len({h["image"] for h in hois}) == 26 and {h["name"] for h in hois} == {"ride horse", "feed horse"}

@@ -1,7 +1,6 @@
 """The detect stage for real on the demo data: oracle (DEMO ONLY) and an MMDetection detector on Ray."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import numpy as np
@@ -12,6 +11,7 @@ import yaml
 from pipeline import storage
 from pipeline.schemas import DETECTIONS, REJECTS
 from stages import detect
+from tests.conftest import require_module
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +59,7 @@ def _check_valid(table, images):
     assert scores.min() >= 0.05 and scores.max() <= 1
 
 
+@pytest.mark.smoke  # make test-fast: generate_demo, prepare (the prepared_demo fixture) and detect
 def test_oracle_is_labelled_demo_only_and_deterministic(prepared_demo, tmp_path):
     images = storage.read_parquet(prepared_demo / "images.parquet")
     test = images.filter(pc.equal(images["split"], "test"))
@@ -77,7 +78,7 @@ def test_oracle_is_labelled_demo_only_and_deterministic(prepared_demo, tmp_path)
 
 
 def test_mmdet_detector_on_ray_writes_valid_detections_and_rejects_bad_images(prepared_demo, tmp_path):
-    pytest.importorskip("mmdet.apis", reason="MMDetection stack not installed (scripts/install_mmdet.sh)")
+    require_module("mmdet.apis", "MMDetection stack not installed: `make install-detect` (scripts/install_mmdet.sh)")
     import pyarrow as pa
     import ray
 
@@ -123,25 +124,31 @@ def test_mmdet_detector_on_ray_writes_valid_detections_and_rejects_bad_images(pr
 
 
 def test_bad_parameters_fail_before_any_work(prepared_demo, tmp_path):
-    with pytest.raises(FileNotFoundError, match="detect.mmdet.checkpoint: .*nope.pth does not exist"):
-        _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "nope.pth"))
-    if importlib.util.find_spec("mmdet") is not None:
-        import torch
-
-        from pipeline.detection.classes import coco80_names
-
-        odd = coco80_names()[:77] + ["traffic cone", "forklift", "pallet"]
-        torch.save({"meta": {"dataset_meta": {"classes": odd}}, "state_dict": {}}, tmp_path / "odd.pth")
-        with pytest.raises(ValueError, match=r"odd.pth classes: the detector is not COCO-like.*forklift"):
-            _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "odd.pth"))
-        torch.save({"meta": {"dataset_meta": {"classes": coco80_names()}}, "state_dict": {"w": torch.ones(1)}},
-                   tmp_path / "other.pth")
-        with pytest.raises(ValueError, match=r"other.pth does not fit detect.mmdet.config .*rtmdet_tiny"):
-            _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "other.pth"))
     with pytest.raises(ValueError, match="detect.backend = 'yolo': expected one of mmdet, precomputed, oracle"):
         _run(prepared_demo, tmp_path, "y", backend="yolo")
     with pytest.raises(ValueError, match="detect.split = 'tset': .*did you mean 'test'"):
         _run(prepared_demo, tmp_path, "z", split="tset")
+    assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "x_rejects.parquet").exists()
+
+
+def test_checkpoints_of_another_label_space_or_model_fail_before_any_work(prepared_demo, tmp_path):
+    require_module("mmdet.apis", "MMDetection stack not installed: `make install-detect` (scripts/install_mmdet.sh)")
+    import torch
+
+    from pipeline.detection.classes import coco80_names
+
+    # (without the stack, the backend fails first on the missing import, naming `make install-detect`)
+    with pytest.raises(FileNotFoundError, match="detect.mmdet.checkpoint: .*nope.pth does not exist"):
+        _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "nope.pth"))
+
+    odd = coco80_names()[:77] + ["traffic cone", "forklift", "pallet"]
+    torch.save({"meta": {"dataset_meta": {"classes": odd}}, "state_dict": {}}, tmp_path / "odd.pth")
+    with pytest.raises(ValueError, match=r"odd.pth classes: the detector is not COCO-like.*forklift"):
+        _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "odd.pth"))
+    torch.save({"meta": {"dataset_meta": {"classes": coco80_names()}}, "state_dict": {"w": torch.ones(1)}},
+               tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"other.pth does not fit detect.mmdet.config .*rtmdet_tiny"):
+        _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "other.pth"))
     assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "x_rejects.parquet").exists()
 
 

@@ -12,9 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.dvc_project import dvc, edit_params, env, new_project
+from tests.dvc_project import clone_project, dvc, edit_params, env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The stage's grace between the SIGTERM and the SIGKILL to what is left (DEFR_STOP_GRACE_S, default 15 s):
+# short here, so that a stage that does not stop by itself is killed sooner; the checks are the same.
+GRACE_S = "5"
+
+# the session's pipeline run (the pipeline_run fixture) counts against the first test that asks for it
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def descendants(pid: int) -> set[int]:
@@ -55,13 +60,22 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
+def model_files(repo: Path) -> dict[str, bytes]:
+    folder = repo / "models" / "defr"
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the stage's processes")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(tmp_path, sig):
-    repo = new_project(tmp_path / "project")
-    edit_params(repo, {"train.epochs": 6, "train.restart_epochs": 6})
-    dvc("repro", "embed_text", cwd=repo)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "train"], cwd=repo, env=env(),
+def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(pipeline_run, tmp_path, sig):
+    # The session's pipeline run, cloned: embed_text's outputs are there; train (6 epochs now) is to run.
+    repo = clone_project(pipeline_run, tmp_path / "project")
+    # its own local Ray (started below the stage, so the kill must end it too), not the session's shared one
+    edit_params(repo, {"train.epochs": 6, "train.restart_epochs": 6, "placement.ray_address": ""})
+    last_good = model_files(repo)  # the 1-epoch model of the session run: the last good one
+    assert last_good, "the session run left no model to keep"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "train"], cwd=repo,
+                            env={**env(), "DEFR_STOP_GRACE_S": GRACE_S},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runs = repo / "runs"
     deadline = time.monotonic() + 600
@@ -86,7 +100,8 @@ def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(tmp_path
     left = alive(tree)
     log = (repo / "logs" / "train.log").read_text()[-3000:] if (repo / "logs" / "train.log").exists() else ""
     assert not left, f"processes left running after {sig.name} to dvc: {[cmdline(p)[:60] for p in left]}\n{log}"
-    assert not (repo / "models" / "defr").exists(), "the killed run must not publish a model"
+    # The killed run published no model, and the last good one is back (DVC had removed it before the run).
+    assert model_files(repo) == last_good, "models/defr is not the last good model after the kill"
 
     rerun = dvc("repro", "train", cwd=repo)
     metrics = json.loads((repo / "metrics" / "train.json").read_text())

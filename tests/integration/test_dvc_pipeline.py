@@ -1,6 +1,8 @@
 """`dvc repro` re-runs exactly what changed: a result param re-runs its stage and those after it, a
 placement knob re-runs nothing, an edit to a file a param names re-runs its stage; nothing changed, nothing
-runs. DVC runs for real through its CLI on a shrunken copy of the project (tests/dvc_project.py)."""
+runs. DVC runs for real through its CLI on a clone of the session's shrunken pipeline run
+(tests/dvc_project.py, the ``pipeline_run`` fixture); state is restored from git and the DVC cache, not by
+running stages again. The exact key list of each stage is tests/unit/test_dvc_yaml.py's."""
 from __future__ import annotations
 
 import json
@@ -12,19 +14,27 @@ import yaml
 
 from stages.params import result_keys
 from stages.schema import PLACEMENT
-from tests.dvc_project import UP_TO_DATE, dvc, edit_params, new_project, ran_stages, run
+from tests.dvc_project import UP_TO_DATE, clone_project, dvc, edit_params, ran_stages, restore
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# the session's pipeline run (the pipeline_run fixture) counts against the first test that asks for it
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 SECTION = {"generate_demo": "demo"}
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    repo = new_project(tmp_path_factory.mktemp("pipeline") / "project")
-    dvc("repro", cwd=repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-q", "-m", "demo run"], repo)
-    return repo
+def project(pipeline_run, tmp_path_factory) -> Path:
+    return clone_project(pipeline_run, tmp_path_factory.mktemp("pipeline") / "project")
+
+
+def changed_keys(status: dict) -> dict[str, set[str]]:
+    """stage -> the params (sections) that `dvc status --json` reports as changed for it."""
+    out: dict[str, set[str]] = {}
+    for stage, entries in status.items():
+        for entry in entries:
+            for dep, what in (entry.get("changed deps", {}) if isinstance(entry, dict) else {}).items():
+                if isinstance(what, dict):  # a params file: {section: "modified"}
+                    out.setdefault(stage, set()).update(what)
+    return out
 
 
 def downstream(repo: Path) -> dict[str, set[str]]:
@@ -94,54 +104,67 @@ def test_nothing_changed_runs_nothing(project, record_property):
 
 
 def test_placement_knobs_rerun_nothing(project):
+    """Every placement key changed at once, one `dvc status`: DVC sees no change (a status is the union of
+    what each key changes, so one key that a stage tracked would show here, under its stage)."""
     original = (project / "params.yaml").read_text()
     keys = flat(PLACEMENT, "placement")
     assert "placement.train.num_workers" in keys and "placement.ray_address" in keys
     try:
-        for key in keys:
-            edit(project, key, changed(get(project, key)))
-            status = json.loads(dvc("status", "--json", cwd=project).stdout or "{}")
-            assert status == {}, f"changing {key} made DVC see changes: {status}"
-            (project / "params.yaml").write_text(original)
+        before = {key: get(project, key) for key in keys}
+        edit_params(project, {key: changed(value) for key, value in before.items()})
+        assert [key for key in keys if get(project, key) == before[key]] == []
+        status = json.loads(dvc("status", "--json", cwd=project).stdout or "{}")
+        assert status == {}, f"changing placement keys made DVC see changes: {status}"
     finally:
         (project / "params.yaml").write_text(original)
 
 
 def test_each_result_param_is_seen_by_exactly_its_stage(project):
-    """`dvc repro --dry` for each result key: its own stage would run, no other (the stages after it run
-    when its outputs change: the next test shows that for real)."""
+    """Each result key changed alone is seen by its stage and by no other, through DVC's own params
+    comparison (its Python API, one process: ~60 keys in seconds, where a CLI call each took minutes); then
+    every key changed at once, one `dvc status --json` through the CLI: each stage reports its section
+    (dvc.yaml lists sections) and nothing else does. A stage runs when its deps change: the stages after it
+    run when its outputs change, which the next test shows for real."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
     original = (project / "params.yaml").read_text()
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    checked = 0
+    expected = {stage: set(result_keys(SECTION.get(stage, stage))) for stage in stages}
+    expected = {stage: keys for stage, keys in expected.items() if keys}
+    assert sum(map(len, expected.values())) >= 60
     try:
-        for stage in stages:
-            for key in result_keys(SECTION.get(stage, stage)):
-                edit(project, key, changed(get(project, key)))
-                ran = ran_stages(dvc("repro", "--dry", cwd=project))
-                assert ran == {stage}, f"changing {key}: would run {sorted(ran)}, expected only {stage}"
-                (project / "params.yaml").write_text(original)
-                checked += 1
+        with Repo(str(project)) as repo:
+            params = {st.name: [d for d in st.deps if isinstance(d, ParamsDependency)] for st in repo.index.stages}
+            assert UP_TO_DATE in dvc("status", cwd=project).stdout  # the lock's params are the file's now
+            for stage, keys in expected.items():
+                for key in sorted(keys):
+                    (project / "params.yaml").write_text(original)
+                    edit_params(project, {key: changed(get(project, key))})
+                    seeing = {name for name, deps in params.items() if any(d.workspace_status() for d in deps)}
+                    assert seeing == {stage}, f"{key}: DVC sees it in {sorted(seeing)}, expected only {stage}"
+        (project / "params.yaml").write_text(original)
+        edit_params(project, {key: changed(get(project, key)) for keys in expected.values() for key in keys})
+        status = json.loads(dvc("status", "--json", cwd=project).stdout or "{}")
     finally:
         (project / "params.yaml").write_text(original)
-    assert checked >= 60
+    seen = changed_keys(status)
+    assert seen == {stage: {SECTION.get(stage, stage)} for stage in expected}, seen
 
 
 def test_a_result_param_reruns_its_stage_and_the_ones_after_it_for_real(project):
     """embed_text.template: new embeddings -> new model -> new scores; prepare and detect do not run."""
-    original = (project / "params.yaml").read_text()
     after = downstream(project)["embed_text"]
     assert after == {"embed_text", "train", "predict", "score_regions", "evaluate"}
     try:
         edit(project, "embed_text.template", "a photo of a person {verb_ing} {a_object}")
         assert ran_stages(dvc("repro", cwd=project)) == after
     finally:
-        (project / "params.yaml").write_text(original)
-        dvc("repro", cwd=project)  # back to the committed state for the next test
+        restore(project)  # back to the committed state for the next test, from git and the DVC cache
 
 
 def test_editing_a_file_that_a_param_names_reruns_its_stage(project):
     """The precomputed-detections / detector-config case of the issue: DVC sees the file's content."""
-    original = (project / "params.yaml").read_text()
     config = project / "inputs" / "my_detector.py"
     config.write_text("# a detector config of one's own (unused by the oracle backend, still a dependency)\n")
     try:
@@ -154,6 +177,5 @@ def test_editing_a_file_that_a_param_names_reruns_its_stage(project):
         assert list(status) == ["detect"], status
         assert status["detect"][0]["changed deps"] == {"inputs/my_detector.py": "modified"}, status
     finally:
-        (project / "params.yaml").write_text(original)
-        config.unlink()
-        dvc("repro", "detect", cwd=project)
+        config.unlink(missing_ok=True)
+        restore(project)

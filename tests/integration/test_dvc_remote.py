@@ -1,6 +1,6 @@
 """Team storage through a DVC remote, with DVC run for real through its CLI.
 
-In a temporary copy of the project (its own git repository) the demo pipeline runs with shrunken params;
+In a clone of the session's shrunken pipeline run (its own git repository; the ``pipeline_run`` fixture)
 a second `dvc repro` runs nothing and a late stage's param re-runs only that stage and those after it;
 every stage output and the run cache are pushed to a local-directory remote; a fresh clone then
 (a) `dvc pull`s, `dvc status` reports nothing to run and `dvc repro --pull` runs nothing, and (b) without any
@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.dvc_project import UP_TO_DATE, copy_project, dvc, run, shrink_params
+from tests.dvc_project import UP_TO_DATE, clone_project, commit_all, dvc, run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# the session's pipeline run (the pipeline_run fixture) counts against the first test that asks for it
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def tracked_outputs(repo: Path) -> dict[str, bool]:
@@ -58,21 +59,12 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def test_push_clone_pull_status_and_run_cache(tmp_path, record_property):
-    src, remote = tmp_path / "project", tmp_path / "remote"
-    src.mkdir()
-    copy_project(src)
-    shrink_params(src / "params.yaml")
-    run(["git", "init", "-q", "-b", "main"], src)
+def test_push_clone_pull_status_and_run_cache(pipeline_run, tmp_path, record_property):
+    # The whole pipeline ran once for the session (`dvc repro`, committed); this is a clone of that run.
+    src, remote = clone_project(pipeline_run, tmp_path / "project"), tmp_path / "remote"
+    t_repro = float((pipeline_run.parent / "repro_seconds").read_text())
     dvc("remote", "add", "-d", "team", str(remote), cwd=src)
-    run(["git", "add", "-A"], src)
-    run(["git", "commit", "-q", "-m", "project"], src)
-
-    t0 = time.perf_counter()
-    dvc("repro", cwd=src)
-    t_repro = time.perf_counter() - t0
-    run(["git", "add", "-A"], src)
-    run(["git", "commit", "-q", "-m", "demo run"], src)
+    commit_all(src, "a team remote")
 
     # A second `dvc repro` runs nothing; a param that only a late stage reads re-runs only that stage and
     # the stages after it.

@@ -73,6 +73,7 @@ def test_minilm_embeddings_plots_cache_hit_then_template_miss(prepared_demo, tmp
     assert "a photo of a person riding a bicycle" in storage.read_parquet(out3).column("prompt").to_pylist()
 
 
+@pytest.mark.smoke  # make test-fast: embed_text
 def test_open_clip_tiny_with_prompts_file_on_a_class_subset(prepared_demo, tmp_path):
     """40 of HICO's classes as a label space of their own (class ids 0..39)."""
     hois = list(range(0, 600, 15))

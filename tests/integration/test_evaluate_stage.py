@@ -66,6 +66,7 @@ def sh(repo: Path, *cmd: str) -> str:
     return subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
+@pytest.mark.smoke  # make test-fast: evaluate
 def test_evaluate_stage_end_to_end_and_dvc_diff(prepared_demo, tmp_path):
     repo = tmp_path / "repo"
     (repo / "data").mkdir(parents=True)

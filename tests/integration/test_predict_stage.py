@@ -12,6 +12,7 @@ from stages import predict
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.smoke  # make test-fast: predict (starts the Ray the next smoke tests reuse)
 @pytest.mark.timeout(300)
 def test_scores_every_test_image_like_the_model_itself(prepared_demo, tmp_path):
     text = np.random.default_rng(0).normal(size=(600, 32)).astype(np.float32)

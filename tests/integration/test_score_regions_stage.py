@@ -59,6 +59,7 @@ def run(work, images, name, detections=None, model=None, **changes):
     return out, plots, meta
 
 
+@pytest.mark.smoke  # make test-fast: score_regions
 def test_stage_writes_hoi_detections_and_attention_maps(inputs):
     work, images_path, emptied, damaged = inputs
     out, plots, meta = run(work, images_path, "shared")

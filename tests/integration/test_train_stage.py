@@ -48,6 +48,7 @@ def _args(tmp_path, prepared, emb):
             "--history", str(tmp_path / "plots" / "history.csv"), "--metrics", str(tmp_path / "metrics.json")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_workers_survive_a_killed_worker_and_export_the_best_epoch(prepared_demo, tmp_path, monkeypatch):
     emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
@@ -81,6 +82,29 @@ def test_two_workers_survive_a_killed_worker_and_export_the_best_epoch(prepared_
     again = train.main(_args(tmp_path, prepared_demo, emb))
     assert again["run"] == metrics["run"] and again["best_val_map"] == metrics["best_val_map"]
     assert again["epochs"] == 3
+
+
+@pytest.mark.smoke  # make test-fast: train (one Ray Train worker, one epoch)
+@pytest.mark.timeout(300)
+def test_one_worker_one_epoch_exports_a_model_that_names_its_classes(prepared_demo, tmp_path):
+    """The train stage end to end at its smallest: Ray Train with one worker for one epoch; the exported
+    checkpoint loads, names the classes of classes.parquet and reproduces the logged validation mAP."""
+    emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
+    write_params(tmp_path / "params.yaml", train={"epochs": 1, "restart_epochs": 1, "global_batch": 16},
+                 num_workers=1, max_failures=0, storage_path=str(tmp_path / "runs"))
+    metrics = train.main(_args(tmp_path, prepared_demo, emb))
+    assert metrics["epochs"] == 1 and metrics["resumes"] == 0
+    history = (tmp_path / "plots" / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,val_map,lr" and [h.split(",")[0] for h in history[1:]] == ["0"]
+    model = load_checkpoint(tmp_path / "models" / "defr")
+    names = storage.read_parquet(prepared_demo / "classes.parquet").column("name").to_pylist()
+    assert [c["name"] for c in model.config.classes] == names
+    val = split_rows(storage.read_parquet(prepared_demo / "images.parquet"), "val")
+    tf = inference_transform(model.config)
+    with torch.no_grad():
+        scores = model(torch.stack([tf(load_image(u)) for u in val.column("uri").to_pylist()])).numpy()
+    assert hico_classification_map(scores, label_matrix(val, 600)).map == pytest.approx(metrics["best_val_map"],
+                                                                                          abs=1e-6)
 
 
 def test_bad_text_embeddings_are_named(prepared_demo, tmp_path):

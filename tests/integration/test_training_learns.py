@@ -13,6 +13,7 @@ from tests.integration.test_train_stage import write_text_embeddings
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_tiny_model_learns_the_demo(tmp_path):
     import copy

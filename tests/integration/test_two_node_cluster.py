@@ -5,12 +5,15 @@ resource naming it. `python -m stages.train` runs as a subprocess with ``RAY_ADD
 head, as `dvc repro` runs it on a cluster; each of its two workers needs one CPU, so they can only fit
 one per node. The test checks from the GCS actor table that the two workers ran on different nodes,
 that the checkpoint is in the shared storage path, and that a node-local storage path is refused.
+The cluster runs with Ray's token authentication on, as the shipped cluster configs do: a driver without
+the token is refused, the stage (given the token file) joins.
 Only the processes this test started are stopped (by process group), never other Ray instances.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -45,10 +48,24 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def ray_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+# The cluster's token, as a launcher copies it to every node and to the machine that runs dvc repro.
+TOKEN_FILE = Path(tempfile.mkdtemp(prefix="r2n_token_")) / "auth_token"
+
+
+def ray_env(token: bool = True) -> dict[str, str]:
+    """The environment of the nodes and of every driver that joins them: token authentication on, the
+    token from TOKEN_FILE (``token=False``: a driver that has no token)."""
+    drop = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(RAY_USAGE_STATS_ENABLED="0", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    if token:
+        if not TOKEN_FILE.exists():
+            TOKEN_FILE.write_text(secrets.token_hex(32))
+            TOKEN_FILE.chmod(0o600)
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(TOKEN_FILE))
+    else:
+        env["HOME"] = str(TOKEN_FILE.parent / "no-token-home")  # no ~/.ray/auth_token either
     return env
 
 
@@ -221,3 +238,15 @@ def test_node_local_storage_path_is_refused_on_two_nodes(cluster, train_inputs, 
     # The stage's console: the failure's message on stdout, the traceback in its log.
     assert "train.storage_path" in refused.stdout and "2 nodes" in refused.stdout, refused.stdout[-3000:]
     assert not (tmp_path / "local_ckpt").exists() and not (tmp_path / "out" / "model").exists()
+
+
+def test_a_driver_without_the_token_is_refused_and_one_with_it_joins(cluster):
+    code = ("import sys; from pipeline.distributed import init_ray; ray = init_ray(sys.argv[1], timeout_s=30); "
+            "print('JOINED', len(ray.nodes()))")
+    refused = subprocess.run([sys.executable, "-c", code, cluster.address], cwd=ROOT, env=ray_env(token=False),
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "JOINED" not in refused.stdout
+    assert "refused this driver" in refused.stderr and "RAY_AUTH_TOKEN_PATH" in refused.stderr, refused.stderr[-2000:]
+    joined = subprocess.run([sys.executable, "-c", code, cluster.address], cwd=ROOT, env=ray_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert joined.returncode == 0 and "JOINED 2" in joined.stdout, joined.stderr[-2000:]

@@ -96,6 +96,8 @@ def test_a_stage_whose_parent_is_killed_stops_by_itself(tmp_path):
     parent, stage = under_a_parent(tmp_path, script)
     log = tmp_path / "logs" / "fake.log"
     wait_for(lambda: log.exists() and "working" in log.read_text(), 30)
+    # the stage got to its work and still runs: a stage that died at start-up would pass the rest
+    assert log.exists() and "working" in log.read_text() and running(stage), "the stage never got to work"
     parent.kill()
     parent.wait()
     wait_for(lambda: not running(stage), 20)
@@ -117,7 +119,9 @@ def test_a_stage_that_ignores_sigterm_is_ended_with_what_it_started(tmp_path):
     parent, stage = under_a_parent(tmp_path, script, DEFR_STOP_GRACE_S="2")
     log = tmp_path / "logs" / "fake.log"
     wait_for(lambda: log.exists() and "child" in log.read_text(), 30)
+    assert log.exists() and "child" in log.read_text(), "the stage never started its child"
     child = int(log.read_text().split("child ")[1].split()[0])
+    assert running(stage) and running(child), "the stage or its child ended before the parent was killed"
     parent.kill()
     parent.wait()
     wait_for(lambda: not running(stage) and not running(child), 30)  # the grace (2 s here) and polling
@@ -150,7 +154,9 @@ def test_a_stage_below_a_shell_that_stays_stops_when_its_dvc_is_killed(tmp_path)
     dvc, shell = under_a_parent(tmp_path, script, shell=True)
     log = tmp_path / "logs" / "fake.log"
     wait_for(lambda: log.exists() and "working" in log.read_text(), 30)
+    assert log.exists() and "working" in log.read_text(), "the stage never got to work"
     (stage,) = [int(p) for p in Path(f"/proc/{shell}/task/{shell}/children").read_text().split()]
+    assert running(stage)
     dvc.kill()
     dvc.wait()
     wait_for(lambda: not running(stage), 30)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mmdet.apis", reason="MMDetection stack not installed (scripts/install_mmdet.sh)")
+from tests.conftest import require_module  # noqa: E402
+
+require_module("mmdet.apis", "MMDetection stack not installed: `make install-detect` (scripts/install_mmdet.sh)")
 
 from pipeline.detection.checkpoints import save_checkpoint  # noqa: E402
 from pipeline.detection.mmdet_backend import MMDetDetector, resolve_config, inference_pipeline_cfg  # noqa: E402

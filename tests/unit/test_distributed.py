@@ -35,19 +35,51 @@ def test_nothing_set_means_local_ray(no_env):
     assert resolve_address(None) is None and resolve_address("") is None
 
 
-def test_init_ray_starts_a_real_local_ray_when_no_address(tmp_path):
-    # A subprocess, so that the test process's own Ray state (if any) does not decide the outcome.
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    code = ("from pipeline.distributed import init_ray, cluster_nodes\n"
-            "ray = init_ray(None, num_cpus=1)\n"
-            "ctx = ray.get_runtime_context()\n"
-            "print('NODES', cluster_nodes(), 'CPU', ray.cluster_resources().get('CPU'))\n"
-            "assert init_ray('10.255.255.1:1') is ray  # already connected: the address is not used again\n"
-            "ray.shutdown()\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+LOCAL_RAY = """
+import json, os, stat, subprocess, sys
+import psutil
+from pipeline.distributed import init_ray, cluster_nodes
+ray = init_ray(None, num_cpus=1)
+print('NODES', cluster_nodes(), 'CPU', ray.cluster_resources().get('CPU'))
+assert init_ray('10.255.255.1:1') is ray  # already connected: the address is not used again
+ray.get(ray.remote(lambda: 1).remote())  # a worker is up, listening too
+me = psutil.Process()
+listening = sorted({(p.name(), c.laddr.ip, c.laddr.port) for p in [me, *me.children(recursive=True)]
+                    for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN})
+token = os.path.join(os.environ["HOME"], ".ray", "auth_token")
+gcs = ray.get_runtime_context().gcs_address
+# A second driver of this machine without the token (its own HOME, RAY_AUTH_MODE unset) is refused.
+env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+env["HOME"] = os.environ["OTHER_HOME"]
+join = "from pipeline.distributed import init_ray; init_ray(%r, timeout_s=20)" % gcs
+probe = subprocess.run([sys.executable, "-c", join],
+                       env=env, capture_output=True, text=True, timeout=120)
+print("RESULT" + json.dumps({"listening": listening, "mode": os.environ.get("RAY_AUTH_MODE"), "gcs": gcs,
+                             "token_mode": oct(stat.S_IMODE(os.stat(token).st_mode)),
+                             "probe_rc": probe.returncode, "probe_err": probe.stderr[-2000:]}))
+ray.shutdown()
+"""
+
+
+def test_local_ray_listens_on_loopback_only_with_token_auth(tmp_path):
+    # A subprocess, so that the test process's own Ray state (if any) does not decide the outcome; its own
+    # HOME, so the token Ray creates is this test's (and its file mode can be read).
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env.update(HOME=str(tmp_path / "home"), OTHER_HOME=str(tmp_path / "other"))
+    out = subprocess.run([sys.executable, "-c", LOCAL_RAY], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "NODES 1 CPU 1.0" in out.stdout
+    result = json.loads(out.stdout.split("RESULT", 1)[1])
+    names = {name for name, _, _ in result["listening"]}
+    assert {"gcs_server", "raylet"} <= names, result["listening"]  # the servers were found: not vacuous
+    outside = [s for s in result["listening"] if not s[1].removeprefix("::ffff:").startswith("127.")]
+    assert not outside, f"listening beyond loopback: {outside}"
+    assert result["gcs"].startswith("127."), result["gcs"]
+    assert result["mode"] == "token" and result["token_mode"] == "0o600"
+    assert result["probe_rc"] != 0 and "refused this driver" in result["probe_err"], result["probe_err"]
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket/defr/ray", "gs://bucket/x", "abfs://c@acct/x", "hf://x/y"])

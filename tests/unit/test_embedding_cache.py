@@ -2,6 +2,10 @@
 never loads a model (a real tiny open_clip encoder; the loader is wrapped to count calls)."""
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import uuid
 
 import numpy as np
@@ -35,7 +39,13 @@ def load_calls(monkeypatch) -> list[str]:
 
 def test_content_hash_depends_on_model_and_exact_prompts():
     key = content_hash("m", PROMPTS)
-    assert key == content_hash("m", list(PROMPTS)) and len(key) == 64
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    # the same key in another process (a cache is shared across runs: no per-process hash seed) and for
+    # the prompts as a tuple (the order and text matter, not the container)
+    other = subprocess.run([sys.executable, "-c", "from pipeline.text.cache import content_hash; "
+                            f"print(content_hash('m', {tuple(PROMPTS)!r}))"], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": "random"}).stdout.strip()
+    assert other == key
     assert key != content_hash("m2", PROMPTS)
     assert key != content_hash("m", PROMPTS[::-1])
     assert key != content_hash("m", [PROMPTS[0] + " ", *PROMPTS[1:]])

@@ -1,5 +1,7 @@
 """LSE-Sign (paper eq. 2-4), the Table-7 baselines and the single-label softmax cross entropy against direct
 formulas and autograd."""
+import math
+
 import pytest
 import torch
 
@@ -85,7 +87,10 @@ def test_weighted_bce_balances_positive_and_negative_mass():
     n_pos, n_neg = (y > 0).sum(0), (y < 0).sum(0)
     assert torch.allclose(pw * n_pos, nw * n_neg)
     fn = make_loss("weighted_bce", y)
-    assert torch.isfinite(fn(torch.zeros(4, 2), y))
+    # At logit 0 every term is log 2 times its weight. make_loss smooths counts by 1: class 0 has 1+1
+    # positives, 3+1 negatives (w_pos 6/4, w_neg 6/8); class 1 has 1+1 and 2+1 (row 3 excluded: 5/4, 5/6).
+    # Rows: 6/4 + 5/6, 6/8 + 5/6, 6/8 + 5/4, 6/8 + 0 = 20/3 in all; batch mean 5/3.
+    assert fn(torch.zeros(4, 2), y).item() == pytest.approx(5 / 3 * math.log(2), rel=1e-5)
 
 
 def test_unknown_loss_and_bad_shapes_raise():

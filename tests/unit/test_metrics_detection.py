@@ -75,7 +75,9 @@ def test_other_class_and_missed_pairs():
     assert np.isnan(r.per_class[2]) and r.num_evaluated == {"full": 2, "rare": 1, "non_rare": 1}
     assert r.full == pytest.approx((1 + 6 / 11) / 2) and r.rare == pytest.approx(6 / 11)
     rec, prec = r.precision_recall(1)
-    np.testing.assert_allclose(rec, [0.5]) and np.testing.assert_allclose(prec, [1.0])
+    # one detection of class 1, a true positive: recall 1/2 (of two pairs), precision 1/1
+    np.testing.assert_allclose(rec, [0.5])
+    np.testing.assert_allclose(prec, [1.0])
 
 
 def test_known_object_drops_images_without_the_object():

@@ -55,7 +55,18 @@ def test_random_init_differs_from_text_init_but_keeps_the_shape():
 def test_resnet_backbone_classifies_after_attention_pool():
     m = build_model(ModelConfig(model_name="defr-tiny-rn", image_size=S), _text()).eval()
     assert m.config.classifier_position == "post_proj"
-    assert m(torch.randn(2, 3, S, S)).shape == (2, 600)
+    pooled = {}
+    hook = m.visual.attnpool.register_forward_hook(lambda module, args, out: pooled.setdefault("out", out))
+    with torch.no_grad():
+        x = torch.randn(2, 3, S, S)
+        logits = m(x)
+        hook.remove()
+        # the module docstring's formula, fed the attention pool's own output: gamma * <w_c, f/|f|> + b_c
+        f = pooled["out"] if m.feature_proj is None else m.feature_proj(pooled["out"])
+        f = torch.nn.functional.normalize(f, dim=-1) if m.config.normalize_features else f
+        expected = m.config.gamma * f @ m.head.weight.T + m.head.bias
+    assert logits.shape == (2, 600) and torch.allclose(logits, expected, atol=1e-4)
+    assert not torch.allclose(logits[0], logits[1])   # the image matters
 
 
 def test_checkpoint_round_trip_reproduces_logits(tmp_path):

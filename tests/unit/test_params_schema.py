@@ -39,12 +39,12 @@ def test_schema_choices_are_the_librarys_own_lists():
 @pytest.mark.parametrize("section, values, message", [
     ("train", {"lr": "fast"}, r"train.lr = 'fast': expected a number in \(0, 1.0\]"),
     ("train", {"loss": "lse-sign"}, "train.loss = 'lse-sign': expected one of lse_sign, .*did you mean 'lse_sign'"),
-    ("train", {"epochs": 0}, r"train.epochs = 0: expected an integer >= 1"),
+    ("train", {"epochs": 0}, r"train.epochs = 0: expected an integer in \[1, 10000\]"),
     ("train", {"epochs": 2.5}, r"train.epochs = 2.5: expected an integer"),
     ("train", {"max_failures": 2}, r"train.max_failures: this key moved to placement.train.max_failures"),
     ("train", {"max_failurs": 2}, r"train.max_failurs: unknown key"),
     ("prepare", {"val_fracton": 0.2}, r"prepare.val_fracton: unknown key; did you mean prepare.val_fraction\?"),
-    ("demo", {"n_test": 0}, r"demo.n_test = 0: expected an integer >= 1"),
+    ("demo", {"n_test": 0}, r"demo.n_test = 0: expected an integer in \[1, 1000000\]"),
     ("detect", {"backend": "mmdetection"}, r"detect.backend = 'mmdetection': .*did you mean 'mmdet'"),
     ("detect", {"mmdet": {"checkpoint": ""}}, r"detect.mmdet.checkpoint = '': expected a path or URI, or inputs/none"),
     ("detect", {"mmdet": {"test_scale": [320]}}, r"detect.mmdet.test_scale = \[320\]: expected \[width, height\]"),
@@ -112,3 +112,30 @@ def test_docs_params_md_is_the_rendered_schema():
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "params.md"
     assert doc.read_text() == schema.markdown(), "docs/params.md is stale: python -m stages.schema > docs/params.md"
+
+
+@pytest.mark.parametrize("placement, message", [
+    ({"connect_timeout_s": 0.001}, r"placement.connect_timeout_s = 0.001: expected a number in \[1, 3600\]"),
+    ({"connect_timeout_s": 86400}, r"placement.connect_timeout_s = 86400: expected a number in \[1, 3600\]"),
+    ({"train": {"num_workers": 100000}}, r"placement.train.num_workers = 100000: expected an integer in \[1, 4096\]"),
+    ({"predict": {"batch_size": 10**7}}, r"placement.predict.batch_size = 10000000: expected an integer in"),
+])
+def test_durations_and_counts_are_bounded_on_both_sides(tmp_path, placement, message):
+    path = write(tmp_path, placement=placement)
+    with pytest.raises(P.ParamsError, match=message):
+        P.placement("train" if "train" in placement else "predict", path)
+
+
+def test_every_number_param_has_both_bounds():
+    """A number without an upper bound lets a unit slip through (ms for s, a count for a fraction)."""
+    def numbers(tree: dict, prefix: str):
+        for key, spec in tree.items():
+            if isinstance(spec, dict):
+                yield from numbers(spec, f"{prefix}.{key}")
+            elif spec.kind in ("int", "float"):
+                yield f"{prefix}.{key}", spec
+    unbounded = [key for name, tree in [*schema.SECTIONS.items(), ("placement", schema.PLACEMENT),
+                                        ("checks", schema.CHECKS)]
+                 for key, spec in numbers(tree, name)
+                 if spec.high is None or (spec.low is None and not spec.positive)]
+    assert unbounded == []

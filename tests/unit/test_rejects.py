@@ -21,3 +21,12 @@ def test_above_the_threshold_or_everything_it_fails_with_the_top_reasons():
 def test_reasons_are_grouped_by_their_generic_part():
     assert top_reasons(["inverted box [1, 2, 0, 0]", "inverted box [5, 5, 1, 1]", "other"]) == \
         "inverted box (2); other (1)"
+
+
+def test_a_failure_names_no_rejects_file(tmp_path):
+    # A stage that fails writes nothing, its rejects file included: the message must not send the user there.
+    path = tmp_path / "detect_rejects.parquet"
+    with pytest.raises(DataLossError) as e:
+        check_loss("precomputed detection files", 4, ["no detection file for this image"] * 4, 0.05, str(path))
+    assert str(path) not in str(e.value) and "no detection file for this image (4)" in str(e.value)
+    assert not path.exists()

@@ -3,7 +3,10 @@ that is not installed here), the object-store settings, and how SDK errors are n
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
+import uuid
+from pathlib import Path
 
 import fsspec.config
 import pytest
@@ -104,10 +107,14 @@ def test_local_and_memory_uris_need_no_probe(tmp_path):
     storage.check_access(tmp_path / "nothing-yet")
     storage.check_access("memory://scratch/x")
     fs, path = storage.arrow_filesystem("runs")
-    assert fs is None and path.endswith("/runs") and path.startswith("/")
-    with storage.open_file("memory://defr-unit/a.txt", "wt") as f:
-        f.write("x")
-    assert storage.exists("memory://defr-unit/a.txt") and not storage.exists("memory://defr-unit/b.txt")
+    assert fs is None and path == str(Path.cwd() / "runs")   # relative paths: from the working directory
+    name = f"memory://defr-unit-{uuid.uuid4().hex}"           # the memory filesystem is process-wide
+    assert not storage.exists(f"{name}/a.txt")
+    with storage.open_file(f"{name}/a.txt", "wt") as f:
+        f.write("written")
+    assert storage.exists(f"{name}/a.txt") and not storage.exists(f"{name}/b.txt")
+    with storage.open_file(f"{name}/a.txt", "rt") as f:
+        assert f.read() == "written"
 
 
 def test_unknown_scheme_names_the_param():
@@ -138,3 +145,78 @@ def test_a_missing_object_stays_a_plain_file_not_found_and_other_errors_pass_thr
     assert translate(ValueError("bad arg"), "s3://b/k") is None
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(translate(PermissionError("403"), "gs://team/x"))
     assert "AZURE_STORAGE_CONNECTION_STRING" in str(translate(PermissionError("403"), "azure://c/x"))
+
+
+def _client_error(code: str, message: str, operation: str = "HeadObject"):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+def test_real_sdk_exceptions_as_s3fs_raises_them_are_named():
+    """botocore's own exception classes, translated the way s3fs does it (``translate_boto_error``: an
+    OSError subclass with the ClientError as its cause), or raised as botocore raises them (credentials,
+    connections: s3fs lets those through untranslated)."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+    from s3fs.errors import translate_boto_error
+
+    uri, endpoint = "s3://team/runs/x", "http://127.0.0.1:9"
+    no_bucket = translate_boto_error(_client_error("NoSuchBucket", "The specified bucket does not exist",
+                                                   "ListObjectsV2"))
+    named = translate(no_bucket, uri, "train.storage_path", endpoint)
+    assert type(named) is storage.BucketNotFound and "bucket 'team' does not exist" in str(named)
+    assert "NoSuchBucket" in str(named) and str(named).startswith("train.storage_path: s3://team/runs/x: ")
+    bad_key = translate_boto_error(_client_error("InvalidAccessKeyId", "The AWS Access Key Id you provided "
+                                                 "does not exist in our records."))
+    named = translate(bad_key, uri, "train.storage_path", endpoint)
+    assert type(named) is storage.AccessDenied and "InvalidAccessKeyId" in str(named)
+    assert "AWS_ACCESS_KEY_ID" in str(named) and "never from params.yaml" in str(named)
+    missing_key = translate_boto_error(_client_error("NoSuchKey", "Not Found"))
+    named = translate(missing_key, uri, "model", endpoint)
+    assert type(named) is FileNotFoundError and str(named).startswith("model: s3://team/runs/x does not exist")
+    named = translate(NoCredentialsError(), uri, "model", endpoint)
+    assert type(named) is storage.AccessDenied and "Unable to locate credentials" in str(named)
+    for exc in (EndpointConnectionError(endpoint_url=f"{endpoint}/team"),
+                ReadTimeoutError(endpoint_url=f"{endpoint}/team")):
+        named = translate(exc, uri, "model", endpoint)
+        assert type(named) is storage.StoreUnreachable, exc
+        assert f"cannot reach S3 endpoint {endpoint} (set by AWS_ENDPOINT_URL" in str(named)
+    # The context manager the storage layer wraps every access in: the named error, the SDK one as cause.
+    from pipeline.storage.errors import named_errors
+
+    with pytest.raises(storage.AccessDenied, match=r"^train.storage_path: s3://team/runs/x: ") as raised:
+        with named_errors(uri, "train.storage_path", endpoint):
+            raise NoCredentialsError()
+    assert isinstance(raised.value.__cause__, NoCredentialsError)
+
+
+def test_stale_temporaries_of_dead_writers_go_and_others_stay(tmp_path):
+    """remove_stale_temps removes the temporaries of this host's dead writers of that artifact only: not a
+    live process's, not another host's (a shared filesystem: its pid means nothing here), not another
+    artifact's."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                       # a pid that no process has now
+    live = os.getpid()
+    host = storage._writer_tag(0)[:-2]                # this host's name as writers tag it
+    artifact = tmp_path / "images.parquet"
+    names = {"dead": f".images.parquet.{host}-{dead.pid}.abc.tmp",
+             "live": f".images.parquet.{host}-{live}.def.tmp",
+             "other host": f".images.parquet.elsewhere-{dead.pid}.ghi.tmp",
+             "other artifact": f".pairs.parquet.{host}-{dead.pid}.jkl.tmp",
+             "no pid": f".images.parquet.{host}-x{dead.pid}.mno.tmp"}
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "part").write_text("half written")
+    removed = storage.remove_stale_temps(artifact)
+    assert removed == [tmp_path / names["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for k, n in names.items() if k != "dead")
+    # atomic_path cleans up the same way before it writes, and leaves no temporary of its own behind
+    (tmp_path / names["dead"]).mkdir()
+    with storage.atomic_path(artifact) as target:
+        target.write_text("complete")
+    assert artifact.read_text() == "complete" and not (tmp_path / names["dead"]).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([artifact.name, *(n for k, n in names.items()
+                                                                                  if k != "dead")])

@@ -1,0 +1,116 @@
+"""stages/watchdog.py on its own, with real processes: after a stop signal it waits the grace and then
+kills the stage and what the stage started; it never kills a process that merely reuses a remembered pid;
+when the stage ends by itself it stops what the stage left behind. (tests/unit/test_console.py covers the
+watchdog as the stage console starts it, below a killed parent.)"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from stages import watchdog
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc through psutil")
+
+# A stand-in stage: starts a child (`sleep 300`), prints its pid, ignores SIGTERM like a stage stuck in C
+# code, and then sleeps (or exits after EXIT_AFTER seconds, leaving the child behind).
+STAGE = """
+import os, signal, subprocess, sys, time
+child = subprocess.Popen(["sleep", "300"])
+print(child.pid, flush=True)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.fixture
+def stage_and_watchdog(request):
+    """Starts the stand-in stage (living ``request.param`` seconds) and a watchdog on it with a pipe as its
+    signal fd; yields (stage, child pid, watchdog, write end of the pipe); ends whatever is left."""
+    lives, grace = request.param
+    stage = subprocess.Popen([sys.executable, "-c", STAGE, str(lives)], stdout=subprocess.PIPE, text=True)
+    child = int(stage.stdout.readline())
+    read_fd, write_fd = os.pipe()
+    dog = subprocess.Popen([sys.executable, str(ROOT / "stages" / "watchdog.py"), str(stage.pid), str(os.getpid()),
+                            str(read_fd), str(grace)], pass_fds=[read_fd])
+    os.close(read_fd)
+    yield stage, child, dog, write_fd
+    os.close(write_fd)
+    for proc in (dog, stage):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if running(child):
+        os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("stage_and_watchdog", [(300, 3.0)], indirect=True)
+def test_after_a_stop_signal_the_grace_passes_then_the_stage_and_its_child_are_killed(stage_and_watchdog):
+    stage, child, dog, write_fd = stage_and_watchdog
+    time.sleep(2 * watchdog.POLL_S)                # the watchdog has listed the stage's child by now
+    stage.send_signal(signal.SIGTERM)              # ignored by the stage ...
+    os.write(write_fd, bytes([signal.SIGTERM]))    # ... its C handler's byte on the wake-up fd
+    sent = time.monotonic()
+    time.sleep(1.5)
+    assert running(stage.pid) and running(child), "killed before the grace (3 s) was over"
+    assert until(lambda: stage.poll() is not None, 15), "the stage still runs long after the grace"
+    waited = time.monotonic() - sent
+    assert stage.returncode == -signal.SIGKILL and 3.0 <= waited < 15, (stage.returncode, waited)
+    assert until(lambda: not running(child), 5), "the stage's child still runs"
+    assert dog.wait(10) == 0
+
+
+@pytest.mark.parametrize("stage_and_watchdog", [(300, 60.0)], indirect=True)
+def test_a_byte_that_is_not_a_stop_signal_starts_no_countdown(stage_and_watchdog):
+    stage, child, dog, write_fd = stage_and_watchdog
+    os.write(write_fd, bytes([signal.SIGUSR1]))    # a handled signal that is no request to stop
+    time.sleep(4 * watchdog.POLL_S)
+    assert running(stage.pid) and running(child) and dog.poll() is None
+
+
+@pytest.mark.parametrize("stage_and_watchdog", [(1.5, 60.0)], indirect=True)
+def test_a_stage_that_ends_by_itself_has_what_it_left_behind_stopped(stage_and_watchdog):
+    stage, child, dog, _ = stage_and_watchdog
+    assert stage.wait(10) == 0                     # exits normally; its `sleep` child is orphaned
+    assert until(lambda: not running(child), 5), "the orphaned child of a finished stage still runs"
+    assert dog.wait(10) == 0
+
+
+def test_a_reused_pid_is_not_killed():
+    """The watchdog remembers (pid, start time): a process that later got the same pid has another start
+    time and is left alone; the remembered process itself is killed."""
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        p = psutil.Process(proc.pid)
+        watchdog._kill({(proc.pid, p.create_time() - 5.0): p})   # the pid of an older, ended process
+        time.sleep(0.3)
+        assert proc.poll() is None, "a process that reuses a remembered pid was killed"
+        watchdog._kill({(proc.pid, p.create_time()): p})
+        assert proc.wait(5) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
