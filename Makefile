@@ -56,9 +56,10 @@ test: install-dev install-detect
 	@start=$$(date +%s); DEFR_TEST_STRICT=1 $(PY) -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  echo "test: the suite took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
-# make test-fast: the unit tests plus one quick run per stage (marker smoke), a few minutes; no MMDetection.
+# make test-fast: the unit tests plus one quick run per stage (marker smoke), a few minutes; no MMDetection
+# (DEFR_TEST_STRICT=0: what it does not install is skipped with the reason, also where CI=true).
 test-fast: install-dev
-	@start=$$(date +%s); $(PY) -m pytest -m "(smoke or not integration) and not slow" --durations=15 \
+	@start=$$(date +%s); DEFR_TEST_STRICT=0 $(PY) -m pytest -m "(smoke or not integration) and not slow" --durations=15 \
 	  $(PYTEST_ARGS); rc=$$?; echo "test-fast: the suite took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 bench: install-dev install-detect
