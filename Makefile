@@ -21,13 +21,13 @@ export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 export DEFR_LOG_DIR := $(abspath $(LOGS))
 
-.PHONY: install install-dev install-detect demo test test-fast bench clean
+.PHONY: install install-dev install-detect lock demo test test-fast bench clean
 
 install: $(VENV_DIR)/.installed
 install-dev: $(VENV_DIR)/.installed-dev
 install-detect: $(VENV_DIR)/.installed-detect
 
-$(VENV_DIR)/.installed: pyproject.toml scripts/install.sh
+$(VENV_DIR)/.installed: pyproject.toml requirements.lock scripts/install.sh
 	@bash scripts/install.sh "$(VENV_DIR)"
 	@touch $@
 
@@ -43,12 +43,18 @@ $(VENV_DIR)/.installed-detect: $(VENV_DIR)/.installed scripts/install_mmdet.sh
 	@tail -n 2 $(LOGS)/install-detect.log | sed 's/^/install: /'
 	@touch $@
 
+# make lock: rewrite requirements.lock from pyproject.toml's ranges, keeping the versions already locked
+# (LOCK_UPGRADE=1: the newest inside the ranges). Commit it with the dvc.lock of a `dvc repro`: every stage
+# depends on it, so a new lock re-runs the pipeline.
+lock: install
+	@bash scripts/lock.sh $(VENV_DIR)/bin/uv
+
 demo: install
 	@test -d .git || git init -q
 	@test -d .dvc || dvc init -q
 	@echo "demo: dvc repro (each stage prints a few lines; full logs in $(LOGS)/<stage>.log)"
 	@$(PY) scripts/with_local_ray.py dvc repro --quiet   # one local Ray (loopback, token) for every stage
-	@$(PY) -m stages.summary
+	@$(PY) -m stage_support.summary
 
 # make test: everything (what CI runs). DEFR_TEST_STRICT=1: what it installed (MMDetection, moto) must be
 # importable, a skip would hide a broken install. Ends with the 15 slowest tests and the suite's wall time.

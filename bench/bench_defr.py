@@ -28,7 +28,7 @@ ACTORS = max(1, min(2, os.cpu_count() or 1))
 
 
 def _model(root: Path) -> str:
-    from pipeline.classes import ClassSpace
+    from pipeline.classes.space import ClassSpace
     from pipeline.model import ModelConfig, build_model, save_checkpoint
 
     space = ClassSpace.hico()
@@ -60,17 +60,17 @@ class _Clock:
 
 
 def one_photo(model_dir: str, root: Path) -> None:
-    """Phases of `defr detect` on person.jpg, run by the predictor the pool runs (RegionPredictor), with
+    """Phases of `defr detect` on person.jpg, run by the predictor the pool runs (PairPredictor), with
     one torch thread (process CPU time), then the whole command in-process (wall time, all threads)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     from pipeline.inference.pictures import png_bytes
-    from pipeline.inference.regions import RegionPredictor
+    from pipeline.inference.pair_predictor import PairPredictor
 
     boxes = json.loads((PHOTOS / "boxes.json").read_text())["person.jpg"]
-    from pipeline.detection.classes import coco80_names
+    from pipeline.classes.coco import coco80_names
 
     index = {n: i for i, n in enumerate(coco80_names())}
     row = {"image_id": 0, "uri": str(PHOTOS / "person.jpg"), "name": "person",
@@ -78,7 +78,7 @@ def one_photo(model_dir: str, root: Path) -> None:
            "scores": [b["score"] for b in boxes]}
     pairs = {"score_threshold": 0.2, "nms_threshold": 0.5, "max_humans": 15, "max_objects": 15}
     scoring = {"top_k": 100}
-    from pipeline.data.images import read_rgb
+    from pipeline.datasets.images import read_rgb
 
     try:
         import mmdet.apis  # noqa: F401
@@ -91,13 +91,13 @@ def one_photo(model_dir: str, root: Path) -> None:
             print("MMDetection not installed: detector phases skipped")
             continue
         clock = _Clock()
-        predictor = clock("model load" + (" + detector build" if det else ""), RegionPredictor, model_dir, pairs,
+        predictor = clock("model load" + (" + detector build" if det else ""), PairPredictor, model_dir, pairs,
                           scoring, {"score_floor": 0.05, "max_per_image": 100}, det, {}, True, once=True)
         item = clock("decode + transform", lambda: predictor.prepare(read_rgb(row["uri"], upright=True), row))
         found = clock("boxes (detection)" if det else "boxes (from the file)", predictor.find_boxes, [item[0]], [row])
-        p, scored = clock("pairs + masked scoring", predictor.score, [item], [row], found)
+        p, scored, maps = clock("pairs + masked scoring", predictor.score, [item], [row], found)
         clock("drawing + PNG", lambda: png_bytes(predictor.draw(item[0], found[0][0], scored, len(p[0]))))
-        clock("attention map (--attention)", predictor.attention_png, item[0], scored)
+        clock("attention map (--attention)", predictor.attention_png, item[0], scored, maps[0])
         print(f"\none photo (person.jpg 640x424), boxes from the {source}: {len(p[0])} pairs, "
               f"{len(found[0][0].labels)} boxes")
         print(f"  {'phase (1 thread, CPU time)':<38} {'first call':>11} {'warm':>9}")
@@ -106,7 +106,7 @@ def one_photo(model_dir: str, root: Path) -> None:
         warm_total = sum(w for _, _, w in clock.rows if w is not None)
         print(f"  {'per image, warm (all phases)':<38} {'':>11} {warm_total * 1e3:6.1f} ms")
     torch.set_num_threads(threads)
-    from pipeline import cli
+    import pipeline.cli.commands as cli
 
     start = time.perf_counter()
     assert cli.main(["detect", str(PHOTOS / "person.jpg"), "--model", model_dir, "--boxes", str(PHOTOS / "boxes.json"),
@@ -139,10 +139,10 @@ def _copies(root: Path, sources: list[str]) -> tuple[Path, Path, Path]:
 
 
 def through_ray(model_dir: str, root: Path, sources: list[str], label: str) -> None:
-    from pipeline import cli
+    import pipeline.cli.commands as cli
     from pipeline.distributed import init_ray
-    from pipeline.inference.engine import Placement
-    from pipeline.inference.image_scores import predict_split
+    from pipeline.placement import Placement
+    from pipeline.inference.predict_split import predict_split
 
     folder, boxes, images = _copies(root, sources)
     start = time.perf_counter()
@@ -152,7 +152,7 @@ def through_ray(model_dir: str, root: Path, sources: list[str], label: str) -> N
     # Warm-up (untimed): Ray's worker processes import torch and open_clip once; then every run below
     # starts its own actors and loads its model, as a stage run does.
     pa_images = pa.Table.from_pylist([{"image_id": 0, "uri": str(folder / "img_0000.jpg")}])
-    from pipeline.inference.image_scores import score_images
+    from pipeline.inference.image_predictor import score_images
 
     score_images(pa_images, model_dir, Placement(batch_size=1, actors=ACTORS, device="cpu"), ray=True)
     runs = {}

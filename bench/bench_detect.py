@@ -45,10 +45,11 @@ def _detector_figures(images: pa.Table) -> None:
     import numpy as np
     import torch
 
-    from pipeline.data.images import read_rgb
+    from pipeline.datasets.images import read_rgb
     from pipeline.detection.mmdet_backend import MMDetDetector
-    from pipeline.inference.detections import DetectorPredictor
-    from pipeline.inference.engine import Placement, run_predictor
+    from pipeline.inference.detector_predictor import DetectorPredictor
+    from pipeline.placement import Placement
+    from pipeline.inference.engine import run_predictor
 
     torch.set_num_threads(1)
     start = time.perf_counter()

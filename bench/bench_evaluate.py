@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.metrics import hico_classification_map, hicodet_map
 from pipeline.metrics.reference import official_loop_map
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 
 SHARED = Path(os.environ.get("DEFR_SHARED_HICO", Path(__file__).resolve().parents[2] / "shared" / "data" / "hico"))
 

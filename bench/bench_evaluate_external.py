@@ -28,7 +28,7 @@ def main() -> None:
     if not path.exists():
         print(f"skipped: {path} not found (set DEFR_SHARED_HICO)")
         return
-    from pipeline.datasets.hico_vocab import hico_vocabulary
+    from pipeline.classes.hico_vocab import hico_vocabulary
     from pipeline.metrics import hicodet_map
     from pipeline.results import read_detections, read_test_set
     from pipeline.results.mat_cache import _scipy_all_boxes
@@ -87,9 +87,9 @@ def main() -> None:
         assert run.returncode == 0, run.stderr
         print(f"defr evaluate d.parquet (1M rows), whole command: {wall:.2f} s wall")
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", "import sys; from pipeline.cli import parser; "
+    run = subprocess.run([sys.executable, "-c", "import sys; from pipeline.cli.commands import parser; "
                           "parser().parse_args(['evaluate', 'x', '--benchmark', 'hico', '--anno', 'a', '--out', 'o']); "
-                          "import pipeline.evaluate_command, pipeline.results, pipeline.metrics; "
+                          "import pipeline.cli.evaluate_results, pipeline.results, pipeline.metrics; "
                           "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))"],
                          capture_output=True, text=True)
     print(f"defr evaluate start-up (parse + imports, new interpreter): {time.perf_counter() - start:.2f} s wall "

@@ -89,7 +89,7 @@ def analytic_flops(model, size: int) -> float | None:
 def bench_train(cfg: dict, device: torch.device) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pipeline.losses import lse_sign_loss
+    from pipeline.training.losses import lse_sign_loss
 
     model = _model(cfg, device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1.5e-5, weight_decay=0.0)

@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.data.synthetic import generate
+from pipeline.demo.scenes import generate
 from pipeline.datasets.adapters import prepare_dataset
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 from pipeline.datasets.hicodet import read_instances_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hico" / "instances_test2015.json"

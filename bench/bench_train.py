@@ -60,7 +60,7 @@ def _model_rate(name: str, size: int, batch: int = 16) -> float:
     model = build_model(ModelConfig(model_name=name, image_size=size, init="random", text_dim=384), None)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
     x, y = torch.randn(batch, 3, size, size), torch.where(torch.rand(batch, 600) < 0.01, 1.0, -1.0)
-    from pipeline.losses import lse_sign_loss
+    from pipeline.training.losses import lse_sign_loss
 
     def step():
         opt.zero_grad()

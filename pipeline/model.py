@@ -32,13 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline import storage
-from pipeline.clip_configs import TINY_MODELS, register_project_configs
+from pipeline.assets.clip_configs import TINY_MODELS, register_project_configs
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-POSITIONS = ("auto", "pre_proj", "post_proj")
+from pipeline.choices import CLASSIFIER_POSITIONS as POSITIONS, INITS
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -186,7 +186,7 @@ def _local_pretrained(pretrained: str) -> str:
     (content-addressed, through pipeline.storage: one download per checkpoint, not one per worker start)."""
     if not pretrained or storage.is_local(pretrained) or pretrained.startswith(("hf-hub:",)):
         return pretrained.removeprefix("file://")
-    from pipeline.model_files import local_copy
+    from pipeline.storage.model_files import local_copy
 
     return local_copy(pretrained, param="model.pretrained")
 
@@ -247,7 +247,7 @@ def build_model(config: ModelConfig, text_embeddings: np.ndarray | None = None, 
     config = dataclasses.replace(config, metadata=dict(config.metadata))
     if config.classifier_position not in POSITIONS:
         raise ValueError(f"model.classifier_position {config.classifier_position!r}: expected one of {POSITIONS}")
-    if config.init not in ("text", "random"):
+    if config.init not in INITS:
         raise ValueError(f"model.init {config.init!r}: expected 'text' or 'random'")
     if text_embeddings is not None:
         t = np.asarray(text_embeddings, dtype=np.float32)
@@ -325,6 +325,16 @@ def _read_bytes(uri: str) -> bytes:
         raise FileNotFoundError(f"checkpoint file {uri} does not exist")
     with storage.open_file(uri) as f:
         return f.read()
+
+
+def read_model_config(model_dir: str) -> ModelConfig:
+    """The :class:`ModelConfig` of a trained model folder without reading its weights (fails fast, before
+    Ray starts, naming the file)."""
+    config_uri = storage.join(model_dir, "config.json")
+    if not storage.exists(config_uri):
+        raise FileNotFoundError(f"{config_uri} does not exist: run the train stage first (--model {model_dir})")
+    with storage.open_file(config_uri) as f:
+        return ModelConfig.from_dict(json.load(f), source=config_uri)
 
 
 def load_checkpoint(dir_or_uri: str | os.PathLike, device: str | torch.device = "cpu") -> DEFRClassifier:

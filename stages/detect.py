@@ -22,11 +22,11 @@ import logging
 
 from pipeline import storage
 from pipeline.detection.oracle import OracleConfig
-from pipeline.detection.sources import DetectOptions, PrecomputedSpec, detect_split
-from pipeline.inference.detections import DetectorSpec
-from pipeline.inference.engine import Placement
-from stages import console
-from stages import params as P
+from pipeline.inference.detect_split import DetectOptions, PrecomputedSpec, detect_split
+from pipeline.inference.detector_predictor import DetectorSpec
+from pipeline.placement import Placement
+from stage_support import console
+from stage_support import params as P
 
 log = logging.getLogger("stages.detect")
 
@@ -61,8 +61,8 @@ def run(images_path: str, pairs_path: str, out_path: str, rejects_path: str, p: 
     for line in result.summary:
         log.warning("%s", line)
     storage.write_parquet(result.rejects, rejects_path, metadata={"stage": "detect"})
-    storage.write_parquet(result.detections, out_path, metadata=result.meta)
-    log.info("wrote %d detections of %s images to %s (%d reject rows in %s)", result.detections.num_rows,
+    storage.write_parquet(result.table, out_path, metadata=result.meta)
+    log.info("wrote %d detections of %s images to %s (%d reject rows in %s)", result.table.num_rows,
              result.meta.get("images_used", 0), out_path, result.rejects.num_rows, rejects_path)
     return result.meta
 

@@ -20,8 +20,8 @@ import logging
 from pipeline.text.cache import EmbeddingCache
 from pipeline.text.embed import PromptSettings, embed_classes
 from pipeline.text.encoders import text_encoder
-from stages import console
-from stages import params as stage_params
+from stage_support import console
+from stage_support import params as stage_params
 
 PROMPT_PARAMS = ("template", "no_interaction_template", "name_template", "prompts_file")
 

@@ -21,8 +21,8 @@ import json
 import logging
 
 from pipeline.report.run import EvaluationInputs, evaluate, write
-from stages import console
-from stages import params as P
+from stage_support import console
+from stage_support import params as P
 
 log = logging.getLogger("stages.evaluate")
 

@@ -2,8 +2,8 @@
 
     python -m stages.generate_demo --out data/demo/raw        # or: dvc repro generate_demo
 
-Reads params.yaml ``demo``: ``dataset`` picks the format (hico: pipeline/data/synthetic.py; mpii, table:
-pipeline/data/synthetic_activities.py); set ``prepare.dataset`` to the same value. For mpii, ``n_test``
+Reads params.yaml ``demo``: ``dataset`` picks the format (hico: pipeline/demo/scenes.py; mpii, table:
+pipeline/demo/activities.py); set ``prepare.dataset`` to the same value. For mpii, ``n_test``
 images form the benchmark's val list (the split evaluated). The output is written to a temporary folder
 and renamed into place.
 """
@@ -13,8 +13,8 @@ import json
 import logging
 
 from pipeline import storage
-from stages import console
-from stages import params as P
+from stage_support import console
+from stage_support import params as P
 
 log = logging.getLogger("stages.generate_demo")
 
@@ -27,18 +27,18 @@ def main(argv: list[str] | None = None) -> dict:
     size = tuple(cfg["image_size"])
     with storage.atomic_path(args.out) as tmp:
         if cfg["dataset"] == "hico":
-            from pipeline.data.synthetic import generate
-            from pipeline.datasets.hico_vocab import hico_vocabulary
+            from pipeline.demo.scenes import generate
+            from pipeline.classes.hico_vocab import hico_vocabulary
 
             summary = generate(tmp, hico_vocabulary(), n_train=cfg["n_train"], n_test=cfg["n_test"],
                                seed=cfg["seed"], image_size=size, zipf=float(cfg["zipf"]))
         elif cfg["dataset"] == "mpii":
-            from pipeline.data.synthetic_activities import generate_mpii
+            from pipeline.demo.activities import generate_mpii
 
             summary = generate_mpii(tmp, n_train=cfg["n_train"], n_val=cfg["n_test"], n_test=max(1, cfg["n_test"] // 8),
                                     seed=cfg["seed"], image_size=size, zipf=float(cfg["zipf"]))
         else:
-            from pipeline.data.synthetic_activities import generate_table
+            from pipeline.demo.activities import generate_table
 
             summary = generate_table(tmp, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=cfg["seed"],
                                      image_size=size)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 
 from pipeline import storage
-from pipeline.inference.engine import Placement
-from pipeline.inference.image_scores import predict_split
-from stages import console
-from stages import params as P
+from pipeline.placement import Placement
+from pipeline.inference.predict_split import predict_split
+from stage_support import console
+from stage_support import params as P
 
 log = logging.getLogger("stages.predict")
 

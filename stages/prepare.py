@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.datasets.adapters import prepare_dataset
 from pipeline.storage.credentials import mask
-from stages import console
-from stages import params as P
+from stage_support import console
+from stage_support import params as P
 
 log = logging.getLogger("stages.prepare")
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 
 from pipeline import storage
-from pipeline.inference.engine import Placement
-from pipeline.inference.hoi_detections import score_split
+from pipeline.placement import Placement
+from pipeline.inference.score_split import score_split
 from pipeline.regions.pairs import PairParams
 from pipeline.regions.scorer import ScoreParams
-from stages import console
-from stages import params as P
+from stage_support import console
+from stage_support import params as P
 
 log = logging.getLogger("stages.score_regions")
 
@@ -53,8 +53,8 @@ def run(model_dir: str, detections_path: str, images_path: str, out_path: str, p
             log.warning("%s", line)
         if rejects_path:
             storage.write_parquet(result.rejects, rejects_path, metadata={"stage": "score_regions"})
-        storage.write_parquet(result.detections, out_path, metadata=result.meta)
-    log.info("wrote %d HOI detections of %s images to %s (%d attention maps in %s)", result.detections.num_rows,
+        storage.write_parquet(result.table, out_path, metadata=result.meta)
+    log.info("wrote %d HOI detections of %s images to %s (%d attention maps in %s)", result.table.num_rows,
              result.meta.get("images_with_pairs", 0), out_path, result.meta.get("attention_maps", 0), plots)
     return result.meta
 

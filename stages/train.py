@@ -16,20 +16,30 @@ The classifier has one row per class of the classes table, and the checkpoint's 
 classes (``ModelConfig.classes``), so a model names its outputs on its own.
 The Ray Train run is named ``<run_name>-<hash of the training params, inputs and library code>``: re-running
 after a crash resumes that run from its last checkpoint; changing a param, an input or pipeline/ starts a new run.
+
+Live metrics: each epoch's loss, learning rate, validation mAP (%) and images/s go to DVCLive files in
+``--live`` (default ``logs/live/train``; ``--live ''``: none) as the run goes, which ``dvc exp show`` and
+``dvc plots show`` read (stage_support/live_metrics.py). A relative ``placement.train.storage_path`` is
+relative to the main workspace (``$DVC_ROOT``), also in ``dvc exp run --temp`` / ``--queue`` runs, which DVC
+runs in a copy under ``.dvc/tmp/exps/`` that it deletes afterwards.
 """
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 
 import yaml
 
 from pipeline import storage
-from pipeline.classes import ClassSpace
+from pipeline.classes.space import ClassSpace
 from pipeline.model import ModelConfig
-from pipeline.training.runs import history_csv, placement_of, sweep_grid, train
-from stages import console
-from stages import params as P
+from pipeline.placement import TrainPlacement
+from pipeline.training.runs import history_csv, sweep_grid, train
+from stage_support import console
+from stage_support import params as P
+from stage_support.live_metrics import DEFAULT_DIR as LIVE_DIR
+from stage_support.live_metrics import LiveMetrics
 
 log = logging.getLogger("stages.train")
 
@@ -43,7 +53,7 @@ def check_model_name(name: str, key: str = "train.model") -> None:
     """Refuses a name open_clip does not know, with a did-you-mean (no torch import: milliseconds)."""
     import difflib
 
-    from pipeline.clip_configs import known_model_names
+    from pipeline.assets.clip_configs import known_model_names
 
     names = known_model_names()
     if names and name not in names:
@@ -69,6 +79,19 @@ def model_config(p: dict, classes: ClassSpace | None = None) -> ModelConfig:
     return config
 
 
+def checkpoint_root(storage_path: str, env: dict[str, str] | None = None) -> str:
+    """``placement.train.storage_path`` as Ray Train gets it: a relative local path is taken relative to the
+    main workspace, ``$DVC_ROOT``, which DVC sets for every stage command; in ``dvc exp run --temp`` and
+    queued runs it names the main workspace while the command runs in a temporary copy under
+    ``.dvc/tmp/exps/`` (whose checkpoints would go with it). Outside DVC: relative to the working directory.
+    URIs and absolute paths are returned unchanged."""
+    env = os.environ if env is None else env
+    root = env.get("DVC_ROOT")
+    if not root or not storage.is_local(storage_path) or os.path.isabs(storage_path):
+        return storage_path
+    return os.path.join(root, storage_path)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = P.parser(__doc__.splitlines()[0])
     ap.add_argument("--images", required=True)
@@ -79,9 +102,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--sweep", help="YAML {key: [values]}: run a Ray Tune grid instead of one training run")
     ap.add_argument("--sweep-out", default="sweep.csv", help="CSV of the sweep's trials (with --sweep)")
+    ap.add_argument("--live", default=LIVE_DIR,
+                    help=f"DVCLive folder of the per-epoch live metrics (default {LIVE_DIR}; '' = none)")
     args = ap.parse_args(argv)
     P.setup_logging()
     p, where = P.load("train", args.params), P.placement("train", args.params)
+    where = {**where, "storage_path": checkpoint_root(where["storage_path"])}
     classes_path = args.classes or storage.join(posixpath.dirname(args.images) or ".", "classes.parquet")
     classes = ClassSpace.from_table(storage.read_parquet(classes_path), classes_path)
     model, recipe = model_config(p, classes), {k: p[k] for k in RECIPE_KEYS}
@@ -89,19 +115,29 @@ def main(argv: list[str] | None = None) -> dict:
     if args.sweep:
         with open(args.sweep) as f:
             space = yaml.safe_load(f)
-        frame = sweep_grid(args.images, args.text_embeddings, model, recipe, placement_of(where), space, address,
+        frame = sweep_grid(args.images, args.text_embeddings, model, recipe, TrainPlacement.from_dict(where), space, address,
                            where["connect_timeout_s"])
         storage.write_text(frame.to_csv(index=False), args.sweep_out)
         log.info("sweep of %d trials -> %s\n%s", len(frame), args.sweep_out, frame.to_string(index=False))
         return {"trials": len(frame), "best_val_map": float(frame["best_val_map"].max())}
     log.info("training %s (%d epochs, %d workers) on %s", model.model_name, p["epochs"], where["num_workers"],
              args.images)
-    with console.progress_from_log(r"\[defr\] epoch (\d+)/\d+ .*", p["epochs"], "epochs", r"Ray Train run \S+ under"):
-        metrics, history = train(args.images, args.text_embeddings, model, recipe, placement_of(where),
-                                 args.model_out, address, where["connect_timeout_s"])
+    live = LiveMetrics(args.live) if args.live else None
+    try:
+        with console.progress_from_log(r"\[defr\] epoch (\d+)/\d+ .*", p["epochs"], "epochs",
+                                       r"Ray Train run \S+ under"):
+            metrics, history = train(args.images, args.text_embeddings, model, recipe,
+                                     TrainPlacement.from_dict(where), args.model_out, address,
+                                     where["connect_timeout_s"], on_report=live.epoch if live else None)
+    except BaseException:
+        if live:
+            live.close()
+        raise
+    if live:
+        live.finish(history)
     storage.write_text(history_csv(history), args.history)
     storage.write_json(metrics, args.metrics)
-    log.info("best val mAP %.4f at epoch %d%s -> wrote %s, %s", metrics["best_val_map"], metrics["best_epoch"],
+    log.info("best val mAP %.2f %% at epoch %d%s -> wrote %s, %s", metrics["best_val_map"], metrics["best_epoch"],
              f" (resumed {metrics['resumes']}x from a checkpoint)" if metrics["resumes"] else "", args.model_out,
              args.metrics)
     # Returned, not written: throughput varies from run to run, the metrics file must not.

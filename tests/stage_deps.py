@@ -16,13 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "stages")
+PACKAGES = ("pipeline", "stages", "stage_support")
 
 # Package data read at run time, by the module that reads it. tests/unit/test_dvc_yaml.py checks that no
 # other module mentions pipeline.assets, so a new reader cannot be missed here.
 DATA_FILES = {
-    "pipeline.datasets.hico_vocab": ["pipeline/assets/hico_vocab.json"],
-    "pipeline.clip_configs": ["pipeline/assets/open_clip"],
+    "pipeline.classes.hico_vocab": ["pipeline/assets/hico_vocab.json"],
+    "pipeline.assets.clip_configs": ["pipeline/assets/open_clip"],
 }
 
 
@@ -95,7 +95,9 @@ def suggested_deps(stage: str) -> list[str]:
     for folder in folders:
         if folder in PACKAGES:
             continue
-        members = {str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*.py")}
+        # every file of the folder (package data too): a folder stands for all of them
+        members = {str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts}
         if members and members <= files and not any(covered(folder, [o]) for o in out if o != folder):
             out = {f for f in out if not covered(f, [folder])} | {folder}
     return sorted(out)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.datasets.build import DatasetInput, Prepared, assemble
 
-DATASETS = ("hico", "mpii", "table")
+from pipeline.choices import DATASETS
 
 
 def read_dataset(dataset: str, root: str, files: dict[str, Any]) -> DatasetInput:

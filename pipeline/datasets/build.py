@@ -21,11 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import schemas
-from pipeline.data.images import check_images
+from pipeline.datasets.images import check_images
 from pipeline.rejects import check_loss
 
 log = logging.getLogger(__name__)
-LABEL_MODES = ("multi", "single")
+from pipeline.choices import LABEL_MODES
 
 Box = list[float]
 

@@ -1,7 +1,7 @@
 """The HICO adapter: HICO ``anno.mat`` image labels and HICO-DET boxes (``instances_*.json`` or
 ``anno_bbox.mat``) + images -> the pipeline's tables (:func:`pipeline.datasets.build.assemble`).
 
-HICO's facts live here and in :mod:`pipeline.datasets.hico_vocab`, nowhere downstream: the 600 classes
+HICO's facts live here and in :mod:`pipeline.classes.hico_vocab`, nowhere downstream: the 600 classes
 with their verbs, objects and COCO objects, HICO-DET's official rare list (used when no training boxes are
 given), and DEFR's Few@1 list (the ``few1_defr`` subset of the classes table). Every input image ends up
 either in ``images`` or in ``rejects`` with the reason; so does every annotated pair. Ids become 0-based
@@ -16,10 +16,11 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.datasets.build import Candidate, DatasetInput, Reject, SplitInput
-from pipeline.datasets.files import AnnotationError, path_inside
+from pipeline.datasets.files import AnnotationError
+from pipeline.storage.names import path_inside
 from pipeline.datasets.hico_anno import read_anno_mat
 from pipeline.datasets.hicodet import DetImage, read_anno_bbox_mat, read_instances_json
-from pipeline.datasets.hico_vocab import Vocabulary, hico_vocabulary
+from pipeline.classes.hico_vocab import Vocabulary, hico_vocabulary
 
 SPLITS = ("train", "test")
 FEW1_DEFR = "few1_defr"

@@ -12,7 +12,7 @@ import scipy.io
 
 from pipeline import storage
 from pipeline.datasets.files import AnnotationError
-from pipeline.datasets.hico_vocab import Vocabulary
+from pipeline.classes.hico_vocab import Vocabulary
 
 REQUIRED_FIELDS = ("list_action", "anno_train", "anno_test", "list_train", "list_test")
 VALID_LABELS = (-1.0, 0.0, 1.0)

@@ -25,7 +25,8 @@ import scipy.io
 
 from pipeline import storage
 from pipeline.datasets.build import Candidate, DatasetInput, Reject, SplitInput, single_label_coding
-from pipeline.datasets.files import AnnotationError, path_inside, read_lines, read_records
+from pipeline.datasets.files import AnnotationError, read_lines, read_records
+from pipeline.storage.names import path_inside
 
 log = logging.getLogger(__name__)
 LIST_NAMES = {"train": "images_mpii_train.txt", "val": "images_mpii_val.txt", "test": "images_mpii_test.txt"}

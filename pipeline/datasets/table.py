@@ -29,10 +29,11 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.datasets.build import LABEL_MODES, Candidate, DatasetInput, Reject, SplitInput
-from pipeline.datasets.files import AnnotationError, path_inside, read_records
-from pipeline.detection.classes import coco80_label
+from pipeline.datasets.files import AnnotationError, read_records
+from pipeline.storage.names import path_inside
+from pipeline.classes.coco import coco80_label
 
-SPLITS = ("train", "val", "test")
+from pipeline.choices import SPLITS
 CLASS_FIELDS = ("verb", "verb_ing", "object", "prompt", "category", "coco_object", "rare")
 BOX_COLUMNS = ("hx1", "hy1", "hx2", "hy2", "ox1", "oy1", "ox2", "oy2")
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")

@@ -7,7 +7,7 @@ mmdet is imported lazily, so the rest of the pipeline works without it.
 The config is a path to an MMDetection config file or the name of a config bundled with mmdet (its
 ``.mim/configs`` tree, e.g. ``rtmdet_tiny_8xb32-300e_coco`` or ``faster_rcnn/faster-rcnn_r50_fpn_1x_coco``).
 The model is built without any download (``init_detector`` drops the backbone's pretrained init) and the
-weights come only from the checkpoint, read by :mod:`pipeline.detection.checkpoints`.
+weights come only from the checkpoint, read by :mod:`pipeline.detection.detector_checkpoints`.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.detection.checkpoints import checkpoint_classes, read_checkpoint
-from pipeline.detection.classes import class_map
+from pipeline.detection.detector_checkpoints import checkpoint_classes, read_checkpoint
+from pipeline.classes.coco import class_map
 
 log = logging.getLogger(__name__)
 RANDOM = "random"  # checkpoint value for random weights: tests and demos only

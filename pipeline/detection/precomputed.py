@@ -32,11 +32,11 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipeline import storage
-from pipeline.datasets.files import name_problem
+from pipeline.storage.names import name_problem
 from pipeline.detection.boxes import ImageDetections
-from pipeline.detection.classes import coco80_names, normalize, to_coco80
+from pipeline.classes.coco import coco80_names, normalize, to_coco80
 
-FORMATS = ("hico_json", "table", "boxes_json")
+from pipeline.choices import PRECOMPUTED_FORMATS as FORMATS
 
 
 def _stem(file_name: str) -> str:

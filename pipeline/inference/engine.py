@@ -8,9 +8,10 @@ batch-inference pattern: the same class runs in a plain loop (a handful of image
 ``map_batches(..., compute=ActorPoolStrategy(size=n))``.
 
 The pool does what every caller needs once: it decodes each image with
-:func:`pipeline.data.images.read_rgb` (checked against ``width`` / ``height`` when the rows have them) in
+:func:`pipeline.datasets.images.read_rgb` (checked against ``width`` / ``height`` when the rows have them) in
 a few threads per actor, turns an unreadable image into a reject row with the reason instead of failing
-the batch, and places one actor per GPU (``device: auto`` on a cluster with GPUs, or ``cuda``), else
+the batch, and places one actor per GPU (``device: auto`` on a cluster with GPUs or whose autoscaler can
+add GPU nodes, or ``cuda``: :func:`pool_size`), else
 ``actors`` CPU actors of ``cpus_per_actor`` CPUs (torch threads set to match, so actors do not
 oversubscribe the cores). Decoding sits in the actor, so it scales with the pool and the object store
 carries file names in and results out, never pixels.
@@ -28,45 +29,23 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from pipeline.data.images import ImageError, read_rgb
+from pipeline.datasets.images import ImageError, read_rgb
+from pipeline.placement import DEVICES, Placement
 
 log = logging.getLogger(__name__)
-DEVICES = ("auto", "cpu", "cuda")
 # Up to this many images run in-process (no Ray start-up, about 10 s here) unless Ray is asked for.
 LOCAL_LIMIT = 32
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where and how fast a predictor runs (params.yaml ``placement.<stage>`` plus ``ray_address``).
+@dataclass
+class SplitResult:
+    """What a split runner (predict, detect, score_regions) hands its stage to write: the table, its
+    REJECTS, the metadata to store with the table, and the summary lines to print."""
 
-    Attributes:
-        batch_size: images per predictor call (and per Ray block).
-        actors: CPU actors when no GPU is used (ignored with GPUs: one actor per GPU).
-        cpus_per_actor: CPUs, torch threads and decode threads of each actor.
-        device: ``auto`` (GPUs when there are any), ``cpu`` or ``cuda``.
-        ray_address: the cluster to join; "" = ``RAY_ADDRESS`` or a local Ray.
-        connect_timeout_s: how long joining the cluster may take (None: ``init_ray``'s default).
-    """
-
-    batch_size: int = 8
-    actors: int = 1
-    cpus_per_actor: float = 1
-    device: str = "auto"
-    ray_address: str = ""
-    connect_timeout_s: float | None = None
-
-    def __post_init__(self):
-        if self.device not in DEVICES:
-            raise ValueError(f"placement device {self.device!r}: expected one of {DEVICES}")
-        if self.batch_size < 1 or self.actors < 1 or self.cpus_per_actor <= 0:
-            raise ValueError(f"placement {self}: batch_size and actors must be >= 1, cpus_per_actor > 0")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Placement":
-        """From ``stages.params.placement(stage)`` (extra keys are ignored)."""
-        names = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    table: pa.Table
+    rejects: pa.Table
+    meta: dict
+    summary: list[str]
 
 
 class Predictor(Protocol):
@@ -222,18 +201,54 @@ def _in_process(images, predictor, kwargs, placement, upright, desc):
     return parts, {"mode": "in-process", "actors": 1, "device": device}
 
 
+def pool_size(view, device: str, actors: int, n_batches: int) -> tuple[int, bool, str]:
+    """The size and kind of a Ray actor pool, and why (for the log).
+
+    GPU actors when ``device`` is cuda, or auto and the cluster has GPUs or its autoscaler can add GPU
+    nodes: one actor per GPU it can reach (up now or addable; ``actors`` where the autoscaler sets no
+    limit); else ``actors`` CPU actors. Never more actors than batches.
+
+    Args:
+        view: :class:`pipeline.distributed.ClusterView` of the connected cluster.
+        device: ``auto``, ``cuda`` or ``cpu`` (placement device).
+        actors: the placement's actor count (the CPU pool's size).
+        n_batches: batches to run.
+
+    Raises:
+        ValueError: ``device: cuda`` on a cluster that has no GPU and can add none.
+    """
+    up = int(sum(g for _, g in view.nodes))
+    reachable = view.reachable_gpus() if view.types_known else up
+    if view.autoscaler and not view.types_known and device == "cuda":
+        reachable = max(up, 1)  # its node types are not visible here: ask for one, the autoscaler decides
+    can_gpu = reachable is None or reachable >= 1
+    if device == "cuda" and not can_gpu:
+        raise ValueError("placement device is cuda but the Ray cluster has no GPU"
+                         + (" and its autoscaler can add none" if view.autoscaler else ""))
+    if device == "cpu" or not can_gpu:
+        why = ("device cpu" if device == "cpu" else
+               "device auto and no GPU in the cluster" + (" nor in the node types its autoscaler can add"
+                                                          if view.types_known else ""))
+        if device == "auto" and view.autoscaler and not view.types_known:
+            why += " (the autoscaler's node types are not visible here: DEFR_AUTOSCALING_CONFIG)"
+        return max(1, min(actors, n_batches)), False, why + f": placement actors = {actors}"
+    count = actors if reachable is None else int(reachable)
+    added = "no limit" if reachable is None else f"{int(reachable) - up}"
+    why = (f"device {device}: {up} GPU(s) up, {added} more the autoscaler can add: one actor per GPU"
+           if view.autoscaler else f"device {device}: {up} GPU(s) in the cluster: one actor per GPU")
+    return max(1, min(count, n_batches)), True, why
+
+
 def _on_ray(images, predictor, kwargs, placement, upright, desc):
-    from pipeline.distributed import check_resources, init_ray
+    from pipeline.distributed import check_resources, cluster_view, init_ray
 
     ray = init_ray(placement.ray_address or None, timeout_s=placement.connect_timeout_s)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    gpu = placement.device == "cuda" or (placement.device == "auto" and gpus > 0)
-    if gpu and gpus == 0:
-        raise ValueError("placement device is cuda but the Ray cluster has no GPU")
     bs = placement.batch_size
     n_batches = -(-images.num_rows // bs)
-    size = max(1, min(gpus if gpu else placement.actors, n_batches))
-    # A pool the cluster can never hold would wait for its actors forever: fail now, with the numbers.
+    size, gpu, why = pool_size(cluster_view(), placement.device, placement.actors, n_batches)
+    log.info("%s: %d %s actor(s): %s", desc, size, "GPU" if gpu else "CPU", why)
+    # A pool the cluster can never hold would wait for its actors forever: fail now, with the numbers; one
+    # it holds once its autoscaler adds nodes waits for them here, saying so.
     check_resources(size, placement.cpus_per_actor, 1 if gpu else 0, f"{desc}: {size} actors",
                     "the stage's placement actors / cpus_per_actor / device")
     resources = {"num_gpus": 1} if gpu else {}

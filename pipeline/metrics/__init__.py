@@ -5,7 +5,7 @@ All scores here are fractions in [0, 1]; reports and DVC metrics show them in pe
 """
 from pipeline.metrics.ap import average_precision_11pt, precision_recall
 from pipeline.metrics.classification import ClassificationResult, hico_classification_map, subset_map
-from pipeline.metrics.detection import DetectionResult, box_iou, hicodet_map
+from pipeline.metrics.hoi_detection import DetectionResult, box_iou, hicodet_map
 from pipeline.metrics.single_label import SingleLabelResult, single_label_map
 
 __all__ = ["average_precision_11pt", "precision_recall", "ClassificationResult",

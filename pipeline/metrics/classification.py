@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data.labels import object_present
+from pipeline.datasets.labels import object_present
 from pipeline.metrics.ap import ap_from_curve
 
 
@@ -38,7 +38,7 @@ def hico_classification_map(scores, labels, known_object: bool = False,
     Args:
         scores: [N, C] finite scores, one row per test image.
         labels: [N, C] HICO coding: +1 positive, -1 negative, 0 ambiguous (removed), NaN unknown
-            (negative); from ``pipeline.data.labels.label_matrix``.
+            (negative); from ``pipeline.datasets.labels.label_matrix``.
         known_object: rank images whose object is not annotated last (for a class, an image "has the
             object" when any HOI of that object has a known label: ``object_present``). Since such
             images carry no positive, this equals dropping them from the ranking.

@@ -1,5 +1,5 @@
 """A per-detection loop written like the official Matlab ``VOCevaldet_bboxpair.m``: the test oracle
-and benchmark baseline for :func:`pipeline.metrics.detection.hicodet_map`.
+and benchmark baseline for :func:`pipeline.metrics.hoi_detection.hicodet_map`.
 
 It takes boxes in the official 1-based inclusive convention (widths x2 - x1 + 1), so comparing it with
 ``hicodet_map`` on boxes converted to the pipeline's convention also checks that conversion.

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .masks import full_mask
+from pipeline.regions.masks import full_mask
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 
@@ -140,7 +140,7 @@ def cls_attention(block: nn.Module, cls: torch.Tensor, patches: torch.Tensor,
 
 
 def masked_tail(visual: nn.Module, tokens: torch.Tensor, pair_image: torch.Tensor,
-                mask_rows: torch.Tensor, layers: int = 1) -> torch.Tensor:
+                mask_rows: torch.Tensor, layers: int = 1, return_weights: bool = False):
     """CLS tokens [P, 1, D] after the last ``layers`` blocks, from the tokens entering them.
 
     Args:
@@ -149,12 +149,21 @@ def masked_tail(visual: nn.Module, tokens: torch.Tensor, pair_image: torch.Tenso
         pair_image: [P] image (row of ``tokens``) of each pair.
         mask_rows: [P, 1 + N] additive CLS rows.
         layers: L.
+        return_weights: also return the last block's CLS attention weights [P, H, 1 + N] (the
+            attention that made the pooled token: the figures of paper Fig. 4).
+
+    Returns:
+        [P, 1, D] CLS tokens, and the weights when asked.
     """
     blocks = list(visual.transformer.resblocks)[len(visual.transformer.resblocks) - layers:]
     cls = tokens[pair_image, :1]
     patches, src = tokens[:, 1:], pair_image
+    weights = None
     for i, block in enumerate(blocks):
-        new_cls = cls_attention(block, cls, patches, src, mask_rows)
+        if i == len(blocks) - 1 and return_weights:
+            new_cls, weights = cls_attention(block, cls, patches, src, mask_rows, return_weights=True)
+        else:
+            new_cls = cls_attention(block, cls, patches, src, mask_rows)
         if i < len(blocks) - 1:
             # Patch rows of the mask are 0: patches attend to everything, the CLS included.
             if i == 0:
@@ -163,7 +172,7 @@ def masked_tail(visual: nn.Module, tokens: torch.Tensor, pair_image: torch.Tenso
                 rows = patches if src is None else patches[src]
                 patches, src = block(torch.cat([cls, rows], dim=1))[:, 1:], None
         cls = new_cls
-    return cls
+    return (cls, weights) if return_weights else cls
 
 
 def shared_prefix_logits(visual: nn.Module, head: Head, images: torch.Tensor, pair_image: torch.Tensor,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-RULES = ("any", "center", "fraction")
+from pipeline.choices import PATCH_RULES as RULES
 
 
 def patch_coverage(boxes: np.ndarray, image_wh: np.ndarray, grid: tuple[int, int], rule: str = "any",

@@ -7,14 +7,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.classes import ClassSpace, model_classes
+from pipeline.classes.space import ClassSpace, model_classes
 
-from . import masked_vit
-from .masks import cls_mask_row, pair_coverage
-from .pairs import Pairs
-from .scoring import empty_detections, pair_scores, top_detections
+from pipeline.regions import masked_vit
+from pipeline.regions.masks import cls_mask_row, pair_coverage
+from pipeline.regions.pairs import Pairs
+from pipeline.regions.ranking import empty_detections, pair_scores, top_detections
 
-PATHS = ("shared_prefix", "naive")
+from pipeline.choices import SCORE_PATHS as PATHS
 
 
 @dataclass(frozen=True)
@@ -68,35 +68,105 @@ class RegionScorer:
     @torch.inference_mode()
     def logits(self, images: torch.Tensor, pairs: list[Pairs], sizes: list[tuple[float, float]]) -> torch.Tensor:
         """[sum P, C] pair logits for ``images`` [B, 3, S, S] and the pairs of each image."""
+        return self.forward(images, pairs, sizes)[0]
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, pairs: list[Pairs], sizes: list[tuple[float, float]],
+                attend: list[bool] | None = None) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+        """Pair logits and, for the images ``attend`` marks, the last block's CLS attention of the same pass.
+
+        Args:
+            images: [B, 3, S, S] model inputs.
+            pairs, sizes: the pairs and the original (width, height) of each image.
+            attend: [B] whether to return image ``i``'s attention; None: none.
+
+        Returns:
+            ([sum P, C] logits, {i: (unmasked [N], masked [P_i, N])}): CLS -> patch attention of the last
+            block, mean over heads, without a mask and with each pair's mask (the top pair's is chosen
+            by :meth:`score_with_attention`).
+        """
         counts = torch.tensor([len(p) for p in pairs])
         pair_image = torch.repeat_interleave(torch.arange(len(pairs)), counts).to(self.device)
         rows = self.mask_rows(pairs, sizes)
         images = images.to(self.device, self.dtype)
         visual, head, L, chunk = self.model.visual, self.model.classify, self.params.masked_layers, self.params.max_pairs
+        wanted = [i for i, a in enumerate(attend or []) if a and len(pairs[i])]
+        # The pairs of the wanted images: their weights are kept (on the CPU, [P_i, N] each).
+        kept = torch.isin(pair_image, torch.tensor(wanted, dtype=pair_image.dtype, device=self.device))
+        weights = []
         if self.params.path == "naive":
             out = [masked_vit.naive_logits(visual, head, images, pair_image[s:s + 1], rows[s:s + 1], L)
                    for s in range(len(pair_image))]
+            if wanted:
+                # open_clip's blocks return no weights: the reference path's figures come from the
+                # shared-prefix computation of the same pairs (the same attention up to float rounding).
+                tokens = masked_vit.prefix_tokens(visual, images, L)
+                _, w = masked_vit.masked_tail(visual, tokens, pair_image[kept], rows[kept], L, return_weights=True)
+                weights.append(_patch_attention(w))
         else:
             tokens = masked_vit.prefix_tokens(visual, images, L)
-            out = [head(visual._pool(masked_vit.masked_tail(
-                visual, tokens, pair_image[s:s + chunk], rows[s:s + chunk], L))[0])
-                for s in range(0, len(pair_image), chunk)]
+            out = []
+            for s in range(0, len(pair_image), chunk):
+                cls, w = masked_vit.masked_tail(visual, tokens, pair_image[s:s + chunk], rows[s:s + chunk], L,
+                                                return_weights=True)
+                out.append(head(visual._pool(cls)[0]))
+                if wanted:
+                    weights.append(_patch_attention(w[kept[s:s + chunk]]))
         if not out:
-            return torch.zeros(0, self.model.config.num_classes)
-        return torch.cat(out).float().cpu()
+            return torch.zeros(0, self.model.config.num_classes), {}
+        maps = {}
+        if wanted:
+            # The image without a mask: a row that blocks nothing, through the same masked blocks.
+            n = rows.shape[1] - 1
+            idx = torch.tensor(wanted, device=self.device)
+            free = cls_mask_row(np.ones((len(wanted), n), bool), self.dtype, self.device)
+            unmasked = _patch_attention(masked_vit.masked_tail(visual, tokens, idx, free, L, return_weights=True)[1])
+            masked = torch.cat(weights)
+            start = 0
+            for k, i in enumerate(wanted):
+                maps[i] = (unmasked[k], masked[start:start + len(pairs[i])])
+                start += len(pairs[i])
+        return torch.cat(out).float().cpu(), maps
 
     def score(self, image_ids: list[int], images: torch.Tensor, pairs: list[Pairs],
               sizes: list[tuple[float, float]]) -> pa.Table:
         """HOI_DETECTIONS rows (top-k per image) for a batch; images without pairs give no rows."""
+        return self.score_with_attention(image_ids, images, pairs, sizes)[0]
+
+    def score_with_attention(self, image_ids: list[int], images: torch.Tensor, pairs: list[Pairs],
+                             sizes: list[tuple[float, float]], attend=()) -> tuple[pa.Table, dict]:
+        """:meth:`score`, plus the attention maps of each ``attend`` image's top pair, from the same pass.
+
+        Args:
+            attend: image ids whose maps to return (a collection; those without rows give none).
+
+        Returns:
+            (HOI_DETECTIONS rows, {image_id: (unmasked, masked)}): [rows, cols] grids of the last block's
+            CLS -> patch attention, mean over heads, without a mask and with the mask of the pair of the
+            image's first (best) row; each sums to at most 1 (the rest goes to the CLS itself).
+        """
         has = [i for i, p in enumerate(pairs) if len(p)]
         if not has:
-            return empty_detections()
-        logits = self.logits(images[has], [pairs[i] for i in has], [sizes[i] for i in has])
-        tables, start = [], 0
-        for i in has:
+            return empty_detections(), {}
+        attend = set(attend)
+        logits, maps = self.forward(images[has], [pairs[i] for i in has], [sizes[i] for i in has],
+                                    [image_ids[i] in attend for i in has])
+        grid = tuple(self.model.visual.grid_size)
+        tables, tops, start = [], {}, 0
+        for k, i in enumerate(has):
             p = pairs[i]
             s = pair_scores(logits[start:start + len(p)], p.human_score, p.object_score, p.object_label,
                             self.classes, self.params.score_power)
             tables.append(top_detections(image_ids[i], s, p.human_box, p.object_box, self.params.top_k))
             start += len(p)
-        return pa.concat_tables(tables)
+            if k in maps and tables[-1].num_rows:
+                # top_detections ranks by descending score, first index on ties: np.argmax's pick.
+                top = int(np.argmax(s.reshape(-1))) // s.shape[1]
+                unmasked, masked = maps[k]
+                tops[image_ids[i]] = (unmasked.reshape(grid).numpy(), masked[top].reshape(grid).numpy())
+        return pa.concat_tables(tables), tops
+
+
+def _patch_attention(weights: torch.Tensor) -> torch.Tensor:
+    """[P, H, 1 + N] CLS attention weights -> [P, N] over the patches, mean over heads, float32 on the CPU."""
+    return weights.mean(dim=1)[:, 1:].float().cpu()

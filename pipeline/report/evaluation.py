@@ -1,22 +1,20 @@
 """From the pipeline's tables to metrics, per-class results and curves (library side of stages/evaluate).
 
-The label space comes from ``classes.parquet`` (:class:`LabelSpace`): the class names, the label mode
-(multi-label: HICO's protocol; single-label: both MPII conventions), Few@k from the training counts, the
-rare split and other class subsets where the dataset defines them, and the object of each class (the
-known-object settings, HOI detection). Nothing here knows HICO's 600 classes.
+The label space is the :class:`~pipeline.classes.space.ClassSpace` of ``classes.parquet``: the class
+names, the label mode (multi-label: HICO's protocol; single-label: both MPII conventions), Few@k from the
+training counts, the rare split and other class subsets where the dataset defines them, and the object of
+each class (the known-object settings, HOI detection). Nothing here knows HICO's 600 classes.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from pipeline import storage
-from pipeline.classes import check_classes
-from pipeline.data.labels import label_matrix
+from pipeline.classes.space import ClassSpace
+from pipeline.datasets.labels import label_matrix
+from pipeline.datasets.splits import test_pairs, test_split
 from pipeline.metrics import hico_classification_map, hicodet_map, single_label_map, subset_map
 from pipeline.metrics.ap import precision_recall
 from pipeline.metrics.single_label import softmax
@@ -34,68 +32,6 @@ def pct(x: float) -> float | None:
 
 
 @dataclass
-class LabelSpace:
-    """What evaluation needs from ``classes.parquet`` (rows in class-id order)."""
-
-    classes: pa.Table
-    dataset: str = "hico"
-    label_mode: str = "multi"
-
-    @property
-    def size(self) -> int:
-        return self.classes.num_rows
-
-    @property
-    def names(self) -> list[str]:
-        return self.classes.column("name").to_pylist()
-
-    def column(self, name: str) -> np.ndarray | None:
-        """A column as an array indexed by class id; None when the table lacks it or it is all null."""
-        if name not in self.classes.column_names or self.classes.column(name).null_count == self.size:
-            return None
-        return self.classes.column(name).to_numpy(zero_copy_only=False)
-
-    @property
-    def object_index(self) -> np.ndarray | None:
-        """[C] index of each class's object (classes sharing an object share it); None unless every class
-        has an object (the known-object settings need one per class)."""
-        objects = self.classes.column("object").to_pylist() if "object" in self.classes.column_names else [None]
-        if None in objects:
-            return None
-        return np.unique(np.asarray(objects, dtype=object), return_inverse=True)[1].astype(np.int64)
-
-    @property
-    def has_objects(self) -> bool:
-        """Whether some class has a COCO object, i.e. a human-object box pair can score it."""
-        return self.column("coco80") is not None
-
-    @property
-    def rare(self) -> np.ndarray | None:
-        values = self.column("rare")
-        return None if values is None else np.asarray([bool(v) for v in values])
-
-    @property
-    def subsets(self) -> dict[str, list[int]]:
-        """Named class sets of the dataset (HICO: ``few1_defr``), sorted by name."""
-        if "subsets" not in self.classes.column_names:
-            return {}
-        out: dict[str, list[int]] = {}
-        for c, names in enumerate(self.classes.column("subsets").to_pylist()):
-            for name in names or []:
-                out.setdefault(name, []).append(c)
-        return dict(sorted(out.items()))
-
-
-def read_label_space(path: str) -> LabelSpace:
-    """The label space of a prepared dataset; the dataset and label mode come from the table's metadata
-    (a table written before datasets had adapters is HICO, multi-label)."""
-    meta = storage.parquet_metadata(path) if storage.is_local(path) else {}
-    facts = json.loads(meta.get("defr", "{}") or "{}")
-    return LabelSpace(check_classes(storage.read_parquet(path), path), facts.get("dataset", "hico"),
-                      facts.get("label_mode", "multi"))
-
-
-@dataclass
 class ClassificationEval:
     """Metrics (percent), per-class AP columns (fractions, NaN = not evaluated) and the curves."""
 
@@ -109,14 +45,6 @@ class ClassificationEval:
         """(recall, precision) of class ``hoi`` (default setting: ambiguous images removed)."""
         keep = self.labels[:, hoi] != 0
         return precision_recall(self.scores[keep, hoi], self.labels[keep, hoi] == 1)
-
-
-def test_split(images: pa.Table) -> pa.Table:
-    """The test split, sorted by image_id; raises when there is none."""
-    test = images.filter(pc.equal(images.column("split"), "test"))
-    if test.num_rows == 0:
-        raise ValueError("images table has no row with split == 'test'")
-    return test.sort_by("image_id")
 
 
 def score_matrix(test: pa.Table, image_scores: pa.Table, num_classes: int) -> np.ndarray:
@@ -153,10 +81,10 @@ def score_matrix(test: pa.Table, image_scores: pa.Table, num_classes: int) -> np
     return scores[np.argsort(score_ids)]
 
 
-def _few_shot(metrics: dict, n: dict, per_class: np.ndarray, space: LabelSpace) -> None:
+def _few_shot(metrics: dict, n: dict, per_class: np.ndarray, space: ClassSpace) -> None:
     """Few@1/5/10 (classes with 1..k positive training images) and the dataset's own class subsets."""
     counts = space.column("n_train_images")
-    counts = np.zeros(space.size) if counts is None else counts
+    counts = np.zeros(len(space)) if counts is None else counts
     for k in FEW_SHOT:
         value, n[f"few{k}"] = subset_map(per_class, np.flatnonzero((counts >= 1) & (counts <= k)))
         metrics[f"few{k}"] = pct(value)
@@ -165,12 +93,12 @@ def _few_shot(metrics: dict, n: dict, per_class: np.ndarray, space: LabelSpace) 
         metrics[name] = pct(value)
 
 
-def evaluate_classification(images: pa.Table, space: LabelSpace, image_scores: pa.Table) -> ClassificationEval:
+def evaluate_classification(images: pa.Table, space: ClassSpace, image_scores: pa.Table) -> ClassificationEval:
     """mAP of ``image_scores`` on the test images: HICO's protocol (default and known object) for a
     multi-label dataset, both published conventions for a single-label one; Few@1/5/10 either way."""
     test = test_split(images)
-    scores = score_matrix(test, image_scores, space.size)
-    labels = label_matrix(test, space.size)
+    scores = score_matrix(test, image_scores, len(space))
+    labels = label_matrix(test, len(space))
     if space.label_mode == "single":
         return _single_label(test, scores, labels, space)
     default = hico_classification_map(scores, labels)
@@ -185,18 +113,18 @@ def evaluate_classification(images: pa.Table, space: LabelSpace, image_scores: p
     if known is None:
         metrics["notes"] = {"known_object_map": "not evaluated: not every class has an object"}
     columns = {"cls_ap": default.per_class,
-               "cls_ap_known_object": known.per_class if known else np.full(space.size, np.nan)}
+               "cls_ap_known_object": known.per_class if known else np.full(len(space), np.nan)}
     return ClassificationEval(metrics, default.per_class, columns, scores, labels)
 
 
-def _single_label(test: pa.Table, scores: np.ndarray, labels: np.ndarray, space: LabelSpace) -> ClassificationEval:
+def _single_label(test: pa.Table, scores: np.ndarray, labels: np.ndarray, space: ClassSpace) -> ClassificationEval:
     positives = labels == 1
     per_image = positives.sum(axis=1)
     if (per_image != 1).any():
         r = int(np.flatnonzero(per_image != 1)[0])
         raise ValueError(f"test image_id {test.column('image_id')[r].as_py()} has {per_image[r]} positive classes; "
                          "a single-label dataset has exactly one per image")
-    result = single_label_map(scores, positives.argmax(axis=1), space.size)
+    result = single_label_map(scores, positives.argmax(axis=1), len(space))
     metrics = {"map": pct(result.map_all_classes), "map_all_classes": pct(result.map_all_classes),
                "map_with_positive": pct(result.map_with_positive), "accuracy": pct(result.accuracy)}
     n = {"all": result.num_classes, "with_positive": result.num_with_positive}
@@ -210,7 +138,7 @@ def _single_label(test: pa.Table, scores: np.ndarray, labels: np.ndarray, space:
     return ClassificationEval(metrics, result.per_class_11pt, columns, probs, labels)
 
 
-def detection_not_applicable(space: LabelSpace, test_pairs: int, detections_meta: dict | None = None) -> str | None:
+def detection_not_applicable(space: ClassSpace, test_pairs: int, detections_meta: dict | None = None) -> str | None:
     """Why HOI detection cannot be evaluated on this dataset or run, or None when it can."""
     if detections_meta and detections_meta.get("not_applicable"):
         return str(detections_meta["not_applicable"])
@@ -222,12 +150,7 @@ def detection_not_applicable(space: LabelSpace, test_pairs: int, detections_meta
     return None
 
 
-def test_pairs(images: pa.Table, pairs: pa.Table) -> pa.Table:
-    """The ground-truth pairs of the test images."""
-    return pairs.filter(pc.is_in(pairs.column("image_id"), value_set=test_split(images).column("image_id")))
-
-
-def evaluate_detection(images: pa.Table, pairs: pa.Table, space: LabelSpace, hoi_detections: pa.Table):
+def evaluate_detection(images: pa.Table, pairs: pa.Table, space: ClassSpace, hoi_detections: pa.Table):
     """HOI detection mAP (HICO-DET protocol) Full / Rare / Non-rare, default and known object.
 
     Returns:
@@ -238,14 +161,14 @@ def evaluate_detection(images: pa.Table, pairs: pa.Table, space: LabelSpace, hoi
     ids = test.column("image_id")
     gt = test_pairs(images, pairs)
     rare = space.rare
-    rare_mask = np.zeros(space.size, bool) if rare is None else rare
-    default = hicodet_map(hoi_detections, gt, rare_mask, space.size, image_ids=ids.to_numpy())
+    rare_mask = np.zeros(len(space), bool) if rare is None else rare
+    default = hicodet_map(hoi_detections, gt, rare_mask, len(space), image_ids=ids.to_numpy())
     hoi_object = space.object_index
     known = None
     if hoi_object is not None:
         # Known object as the official eval_one.m: images with a positive image label of any class of the object.
-        rows, hois = np.nonzero(label_matrix(test, space.size) == 1)
-        known = hicodet_map(hoi_detections, gt, rare_mask, space.size, known_object=True, image_ids=ids.to_numpy(),
+        rows, hois = np.nonzero(label_matrix(test, len(space)) == 1)
+        known = hicodet_map(hoi_detections, gt, rare_mask, len(space), known_object=True, image_ids=ids.to_numpy(),
                             hoi_object=hoi_object, object_images=(ids.to_numpy()[rows], hoi_object[hois]))
     splits = ("full", "rare", "non_rare") if rare is not None else ("full",)
 

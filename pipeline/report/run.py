@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import storage
-from pipeline.report.evaluation import (LabelSpace, detection_not_applicable, evaluate_classification,
-                                        evaluate_detection, read_label_space, test_pairs)
+from pipeline.classes.space import ClassSpace
+from pipeline.datasets.splits import test_pairs
+from pipeline.report.evaluation import detection_not_applicable, evaluate_classification, evaluate_detection
 from pipeline.report.markdown import evaluation_markdown
 from pipeline.report.plots import (choose_pr_classes, long_tail_rows, pr_rows, save_long_tail_png, save_pr_png,
                                    write_csv)
@@ -39,7 +40,7 @@ class EvaluationInputs:
 class Evaluation:
     """Everything the evaluate stage writes, computed."""
 
-    space: LabelSpace
+    space: ClassSpace
     classification: dict | None = None
     detection: dict | None = None     # metrics, or {"not_evaluated": reason}
     per_class: dict = field(default_factory=dict)
@@ -65,11 +66,11 @@ def evaluate(inputs: EvaluationInputs, pr_classes: list[int] | None = None) -> E
     for name, path in paths.items():
         if not path.exists():
             raise FileNotFoundError(f"evaluate needs {name} at {path} (run prepare)")
-    space = read_label_space(str(paths["classes"]))
+    space = ClassSpace.from_table(storage.read_parquet(paths["classes"]), str(paths["classes"]))
     wanted = list(pr_classes or [])
-    bad = [h for h in wanted if not 0 <= h < space.size]
+    bad = [h for h in wanted if not 0 <= h < len(space)]
     if bad:
-        raise ValueError(f"params.yaml evaluate.pr_classes {wanted}: class ids must lie in [0, {space.size}) "
+        raise ValueError(f"params.yaml evaluate.pr_classes {wanted}: class ids must lie in [0, {len(space)}) "
                          f"(the rows of {paths['classes']})")
     tables = {name: storage.read_parquet(path) for name, path in paths.items() if name != "classes"}
     wanted_inputs = {"image_scores": (inputs.image_scores, "classification", "run predict"),
@@ -90,9 +91,9 @@ def evaluate(inputs: EvaluationInputs, pr_classes: list[int] | None = None) -> E
                                     "false)")
     out = Evaluation(space, provenance={str(p): _describe(p) for p in paths.values()},
                      demo=any(_demo_flag(storage.parquet_metadata(p)) for p in paths.values()))
-    out.per_class = {"hoi": np.arange(space.size), "name": space.names}
+    out.per_class = {"hoi": np.arange(len(space)), "name": space.names}
     if space.column("category") is not None:
-        out.per_class["category"] = space.classes.column("category").to_pylist()
+        out.per_class["category"] = space.table.column("category").to_pylist()
     counts = {k: _counts(space, c) for k, c in COUNT_COLUMN.items()}
     if inputs.image_scores:
         ev = evaluate_classification(tables["images"], space, tables["image_scores"])
@@ -115,7 +116,7 @@ def evaluate(inputs: EvaluationInputs, pr_classes: list[int] | None = None) -> E
         rare = space.rare
         out.per_class.update(n_train_pairs=counts["detection"],
                              **({"rare": rare} if rare is not None else {}), det_ap=default.per_class,
-                             det_ap_known_object=known.per_class if known else np.full(space.size, np.nan))
+                             det_ap_known_object=known.per_class if known else np.full(len(space), np.nan))
         out.plots["detection"] = _plot_data(default.per_class, counts["detection"], "n_train_pairs",
                                             default.precision_recall, wanted, space.names)
         log.info("HOI detection mAP full %s%%", metrics["default"]["full"])
@@ -134,9 +135,9 @@ def write(ev: Evaluation, metrics_dir: str, plots_dir: str, report: str) -> None
                                            ev.space.dataset, ev.space.label_mode), report)
 
 
-def _counts(space: LabelSpace, column: str) -> np.ndarray:
+def _counts(space: ClassSpace, column: str) -> np.ndarray:
     values = space.column(column)
-    return np.zeros(space.size, np.int64) if values is None else values
+    return np.zeros(len(space), np.int64) if values is None else values
 
 
 def _plot_data(per_class_ap, counts, count_name: str, curve, wanted: list[int], names: list[str]) -> dict:

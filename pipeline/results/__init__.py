@@ -4,7 +4,7 @@ with the project's evaluators, :mod:`pipeline.metrics`).
 - :mod:`pipeline.results.testset`: the HICO-DET test annotations (``instances_test2015.json`` / ``anno_bbox.mat``).
 - :mod:`pipeline.results.formats`: format detection and dispatch; one module per format:
   :mod:`~pipeline.results.mat_cache` (+ :mod:`~pipeline.results.mat_cells`), :mod:`~pipeline.results.detr_lists`,
-  :mod:`~pipeline.results.tables`.
+  :mod:`~pipeline.results.own_tables`.
 - :mod:`pipeline.results.records`: checked detections and reject rows.
 - :mod:`pipeline.results.image_scores`: HICO image-level scores.
 - :mod:`pipeline.results.published`: published numbers for ``--compare``.

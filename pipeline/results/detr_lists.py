@@ -35,12 +35,11 @@ import pickle
 import numpy as np
 
 from pipeline import storage
-from pipeline.datasets.hico_vocab import Vocabulary, hico_vocabulary
+from pipeline.classes.hico_vocab import Vocabulary, hico_vocabulary
 from pipeline.results.records import HOI_NO_ID, HOI_OUT_OF_RANGE, NUM_HOIS, Detections, check_rows
 from pipeline.results.testset import HicoDetTestSet
 
-HOI_LABELS = ("auto", "verb", "hoi")
-OBJECT_LABELS = ("coco80", "coco91", "hico80")
+from pipeline.choices import HOI_LABELS, LABEL_SPACES as OBJECT_LABELS
 NAME_KEYS = ("file_name", "filename", "image", "img_name")
 # COCO's 80 category ids (1..90 with gaps), in the contiguous COCO-80 order.
 COCO91_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,

@@ -15,7 +15,7 @@ from pipeline import storage
 from pipeline.results.records import Detections
 from pipeline.results.testset import HicoDetTestSet
 
-FORMATS = ("auto", "mat", "detr", "table", "pipeline")
+from pipeline.choices import RESULT_FORMATS as FORMATS
 
 
 @dataclass
@@ -83,9 +83,9 @@ def read_detections(path: str, test: HicoDetTestSet, fmt: str = "auto",
 
         return read_detr_list(path, test, options.hoi_labels, options.object_labels)
     if fmt == "table":
-        from pipeline.results.tables import read_plain_table
+        from pipeline.results.own_tables import read_plain_table
 
         return read_plain_table(path, test)
-    from pipeline.results.tables import read_own_parquet
+    from pipeline.results.own_tables import read_own_parquet
 
     return read_own_parquet(path, test, options.images)

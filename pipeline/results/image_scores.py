@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import storage
-from pipeline.results.tables import _numbers, read_table_file
+from pipeline.results.own_tables import _numbers, read_table_file
 
 
 def read_image_scores(path: str, file_names: list[str], num_classes: int = 600,

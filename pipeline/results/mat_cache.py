@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import storage
-from pipeline.datasets.hico_vocab import Vocabulary, hico_vocabulary
+from pipeline.classes.hico_vocab import Vocabulary, hico_vocabulary
 from pipeline.results.mat_cells import Cells, FormatNotHandled, read_cell_array
 from pipeline.results.records import Detections, check_rows
 from pipeline.results.testset import HicoDetTestSet
 
 log = logging.getLogger(__name__)
 FILE_RE = re.compile(r"detections_(\d\d)\.mat$")
-OBJECT_ORDERS = ("auto", "coco", "hico")
+from pipeline.choices import MAT_OBJECT_ORDERS as OBJECT_ORDERS
 
 
 def cache_files(folder: str) -> dict[int, str]:

@@ -12,8 +12,9 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import storage
-from pipeline.data.labels import label_matrix
-from pipeline.report.evaluation import read_label_space, test_pairs, test_split
+from pipeline.classes.space import ClassSpace
+from pipeline.datasets.labels import label_matrix
+from pipeline.datasets.splits import test_pairs, test_split
 from pipeline.results.formats import ReadOptions, read_detections
 from pipeline.results.records import Detections
 from pipeline.results.testset import HicoDetTestSet
@@ -25,9 +26,10 @@ def prepared_test_set(prepared: str) -> tuple[HicoDetTestSet, np.ndarray]:
     Raises:
         ValueError: a dataset that is not HICO's 600 classes (other formats speak HICO's ids).
     """
-    space = read_label_space(storage.join(prepared, "classes.parquet"))
-    if space.size != 600 or space.dataset != "hico":
-        raise ValueError(f"evaluate.external: the prepared dataset is {space.dataset} with {space.size} classes; "
+    path = storage.join(prepared, "classes.parquet")
+    space = ClassSpace.from_table(storage.read_parquet(path), path)
+    if len(space) != 600 or space.dataset != "hico":
+        raise ValueError(f"evaluate.external: the prepared dataset is {space.dataset} with {len(space)} classes; "
                          "external HICO-DET results need prepare.dataset: hico (600 classes)")
     images = storage.read_parquet(storage.join(prepared, "images.parquet"))
     test = test_split(images)
@@ -37,8 +39,8 @@ def prepared_test_set(prepared: str) -> tuple[HicoDetTestSet, np.ndarray]:
     box = lambda c: np.asarray(pairs.column(c).combine_chunks().flatten().to_numpy(), np.float64).reshape(-1, 4)  # noqa
     gt = {"image_id": pos, "hoi": np.asarray(pairs.column("hoi").to_numpy(), np.int64), "human_box": box("human_box"),
           "object_box": box("object_box")}
-    rows, hois = np.nonzero(label_matrix(test, space.size) == 1)
-    rare = space.rare if space.rare is not None else np.zeros(space.size, bool)
+    rows, hois = np.nonzero(label_matrix(test, len(space)) == 1)
+    rare = space.rare if space.rare is not None else np.zeros(len(space), bool)
     object_images = (rows.astype(np.int64), space.object_index[hois])
     return HicoDetTestSet(test.column("file_name").to_pylist(), gt, rare, object_images,
                           {"annotation": f"{prepared} (test split)"}), ids

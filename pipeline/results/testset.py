@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.datasets.files import AnnotationError
-from pipeline.datasets.hico_vocab import Vocabulary, hico_vocabulary
+from pipeline.classes.hico_vocab import Vocabulary, hico_vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets.hico_vocab import Vocabulary, hico_vocabulary
+from pipeline.classes.hico_vocab import Vocabulary, hico_vocabulary
 
 _EMPTY_CELL = struct.pack("<14I", 14, 48, 6, 8, 6, 0, 5, 8, 0, 0, 1, 0, 9, 0)
 

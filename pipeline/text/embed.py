@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipeline import schemas, storage
-from pipeline.classes import check_classes
+from pipeline.classes.space import check_classes
 from pipeline.text.cache import EmbeddingCache, embed_prompts
-from pipeline.text.plots import class_groupings, write_embedding_plots
+from pipeline.text.embedding_plots import class_groupings, write_embedding_plots
 from pipeline.text.prompts import class_prompts
 
 log = logging.getLogger(__name__)

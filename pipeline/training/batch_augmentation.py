@@ -29,7 +29,7 @@ from PIL import Image
 from pipeline import storage
 
 RATIO = (3.0 / 4.0, 4.0 / 3.0)  # torchvision RandomResizedCrop's default aspect range (today's transform)
-DECODE_PLACES = ("loader", "device")
+from pipeline.choices import DECODE_PLACES
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights (ColorJitter's contrast/saturation)
 
 

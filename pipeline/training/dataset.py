@@ -7,10 +7,11 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from pipeline.data.images import ImageError, read_rgb
-from pipeline.data.labels import label_matrix
+from pipeline.datasets.images import ImageError, read_rgb
+from pipeline.datasets.labels import label_matrix
+from pipeline.datasets.splits import split_rows
 
-LABEL_MAPPINGS = ("negative", "ignore", "positive")
+from pipeline.choices import LABEL_MAPPINGS
 
 
 def targets_from_labels(labels: np.ndarray, ambiguous: str = "negative", unknown: str = "negative") -> np.ndarray:
@@ -31,17 +32,6 @@ def targets_from_labels(labels: np.ndarray, ambiguous: str = "negative", unknown
     out[labels == 0] = code[ambiguous]
     out[np.isnan(labels)] = code[unknown]
     return out
-
-
-def split_rows(images: pa.Table, split: str) -> pa.Table:
-    """Rows of one split; raises naming the split when it is empty."""
-    import pyarrow.compute as pc
-
-    rows = images.filter(pc.equal(images.column("split"), split))
-    if rows.num_rows == 0:
-        raise ValueError(f"images table has no rows with split == {split!r} "
-                         f"(splits present: {sorted(set(images.column('split').to_pylist()))})")
-    return rows
 
 
 def load_image(uri: str) -> Image.Image:

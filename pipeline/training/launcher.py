@@ -2,14 +2,19 @@
 
 A re-run with the same ``run_name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train
 V2 restores by (storage_path, name)); a dead worker restarts the worker group from the last checkpoint up
-to ``max_failures`` times.
+to ``max_failures`` times. :func:`forwarded_reports` hands each epoch's report to a function in this
+process while the run goes (the train stage's live metrics).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +69,66 @@ def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_na
                              failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=2),
                              checkpoint_config=CheckpointConfig(num_to_keep=keep), callbacks=callbacks),
     )
+
+
+def _report_forwarder(reports):
+    """A Ray Train ``UserCallback`` that puts rank 0's metrics of each report on the Ray queue ``reports``.
+
+    Ray Train V2 runs callbacks in its controller actor (on the driver's node, but another process), so the
+    callback only forwards; the function that uses the metrics runs in the driver (:func:`forwarded_reports`).
+    """
+    from ray.train import UserCallback
+
+    class ReportForwarder(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            # metrics[i] is what world rank i reported; rank 0 alone has the validation mAP
+            reports.put(dict(metrics[0]))
+
+    return ReportForwarder()
+
+
+@contextlib.contextmanager
+def forwarded_reports(on_report: Callable[[dict[str, Any]], None] | None) -> Iterator[list]:
+    """Ray Train callbacks (for :func:`make_trainer`) that call ``on_report(metrics)`` in this process on
+    each ``ray.train.report`` of the run, in order, while it goes (rank 0's metrics: epoch, train_loss, lr,
+    val_map, images_per_s_per_worker, ...). Every report is handed over before the block ends. An
+    exception of ``on_report`` is logged, not raised: a failing logger must not stop a training run.
+
+    Needs a connected Ray (a queue actor with no CPU, so it never waits behind the training workers).
+    """
+    if on_report is None:
+        yield []
+        return
+    from ray.util.queue import Queue
+
+    reports = Queue(actor_options={"num_cpus": 0})
+    done = threading.Event()
+
+    def pump() -> None:
+        while True:
+            try:
+                item = reports.get(timeout=0.5)
+            except queue.Empty:
+                if done.is_set():
+                    return
+                continue
+            except Exception as e:  # the queue actor is gone (Ray shut down): nothing more will come
+                log.warning("live reports stopped: %s", e)
+                return
+            try:
+                on_report(item)
+            except Exception:
+                log.exception("on_report failed for the report of epoch %s (training goes on)", item.get("epoch"))
+
+    thread = threading.Thread(target=pump, name="train-reports", daemon=True)
+    thread.start()
+    try:
+        yield [_report_forwarder(reports)]
+    finally:
+        done.set()  # the pump drains what is queued, then stops
+        thread.join(timeout=60)
+        with contextlib.suppress(Exception):
+            reports.shutdown()
 
 
 def export(result, model_dir: str | os.PathLike) -> list[dict[str, Any]]:

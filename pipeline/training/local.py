@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.losses import make_loss
+from pipeline.training.losses import make_loss
 from pipeline.metrics.classification import hico_classification_map
 from pipeline.model import DEFRClassifier, ModelConfig, build_model, inference_transform
 from pipeline.training.dataset import ImageDataset, split_samples

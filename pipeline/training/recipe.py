@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import storage
-from pipeline.losses import make_loss
+from pipeline.training.losses import make_loss
 from pipeline.model import ModelConfig, build_model, inference_transform, save_checkpoint
 from pipeline.training.augment import train_transform
 from pipeline.training.batch_augmentation import BatchAugmentation, CropReader, collate_crops, read_bytes
@@ -31,7 +31,7 @@ STATE = "train_state.pt"
 HISTORY = "history.json"
 # batch: decode + crop in the loader, the rest per batch on the device; pil: all per image in the loader;
 # auto: batch on CUDA, pil on CPU (where the "device" is the same CPU and the per-image PIL path is cheaper).
-AUGMENTATIONS = ("auto", "batch", "pil")
+from pipeline.choices import AUGMENT_MODES as AUGMENTATIONS
 
 
 def _setup_data(cfg: dict[str, Any], model_config: ModelConfig, rank: int, world: int):
@@ -240,8 +240,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             metrics.update(best_val_map=state["best_map"], best_epoch=state["best_epoch"],
                            resumes=len(state["resumes"]))
             state["history"].append(dict(metrics))
-            # One line per epoch for the driver's progress bar (stages/console.py follows the log).
-            print(f"[defr] epoch {epoch + 1}/{cfg['epochs']} loss {loss:.4f} val_map {metrics['val_map']:.4f}",
+            # One line per epoch for the driver's progress bar (stage_support/console.py follows the log).
+            print(f"[defr] epoch {epoch + 1}/{cfg['epochs']} loss {loss:.4f} val mAP {100 * metrics['val_map']:.2f}%",
                   flush=True)
             state["epoch"] = epoch + 1
             checkpoint_dir = Path(tempfile.mkdtemp(prefix="defr-ckpt-"))

@@ -12,7 +12,8 @@ import hashlib
 import io
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +21,9 @@ import numpy as np
 
 from pipeline import storage
 from pipeline.model import ModelConfig
+from pipeline.placement import TrainPlacement
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Placement:
-    """Where and how fast training runs (never part of the result's identity, except ``num_workers``,
-    which changes the order of floating-point sums and so names a different run)."""
-
-    num_workers: int = 2
-    use_gpu: bool = False
-    cpus_per_worker: float = 1
-    loader_workers: int | str = "auto"
-    decode: str = "loader"
-    max_failures: int = 2
-    storage_path: str = "runs"
-    shared_storage: list[str] = field(default_factory=list)
-    run_name: str = "defr"
-    sweep_concurrency: int = 1
 
 
 def read_text_embeddings(path: str, num_classes: int) -> tuple[np.ndarray, dict[str, str]]:
@@ -88,11 +73,17 @@ def run_name(prefix: str, settings: dict[str, Any], inputs: dict[str, str]) -> s
     return f"{prefix}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
+def percent(fraction: float | None) -> float | None:
+    """A mAP fraction (what the training loop computes) as the percent that metrics/ and plots/ hold."""
+    return None if fraction is None else round(100.0 * float(fraction), 4)
+
+
 def history_csv(history: list[dict]) -> str:
+    """plots/train/history.csv: one row per epoch, validation mAP in percent."""
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=["epoch", "train_loss", "val_map", "lr"], extrasaction="ignore")
     w.writeheader()
-    w.writerows(history)
+    w.writerows({**h, "val_map": percent(h.get("val_map"))} for h in history)
     return out.getvalue()
 
 
@@ -109,7 +100,7 @@ def check_model(model: ModelConfig, text: np.ndarray) -> None:
                 text if model.init == "text" else None)
 
 
-def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
+def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: TrainPlacement,
              ray_address: str | None, connect_timeout_s: float | None = None):
     """Driver-side set-up shared by a run and a sweep: embeddings, run name, Ray, storage check."""
     from pipeline.distributed import check_resources, check_storage_path, cluster_nodes, init_ray
@@ -134,33 +125,39 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
     return config, name, storage_path
 
 
-def train(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
-          model_out: str, ray_address: str | None = None, connect_timeout_s: float | None = None
+def train(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: TrainPlacement,
+          model_out: str, ray_address: str | None = None, connect_timeout_s: float | None = None,
+          on_report: Callable[[dict[str, Any]], None] | None = None
           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fine-tunes with Ray Train, exports the best epoch to ``model_out`` (atomically).
+
+    ``on_report`` (optional) is called in this process with each epoch's metrics as the run goes
+    (:func:`pipeline.training.launcher.forwarded_reports`): the caller's live logger.
 
     Returns:
         (metrics of the run, the per-epoch history).
     """
-    from pipeline.training.launcher import export, make_trainer
+    from pipeline.training.launcher import export, forwarded_reports, make_trainer
 
     config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address, connect_timeout_s)
-    trainer = make_trainer(config, where.num_workers, where.use_gpu, name, storage_path, where.max_failures,
-                           where.cpus_per_worker)
-    log.info("Ray Train run %s under %s", name, storage_path)
-    result = trainer.fit()
+    with forwarded_reports(on_report) as callbacks:
+        trainer = make_trainer(config, where.num_workers, where.use_gpu, name, storage_path, where.max_failures,
+                               where.cpus_per_worker, callbacks=callbacks)
+        log.info("Ray Train run %s under %s", name, storage_path)
+        result = trainer.fit()
     history = export(result, model_out)
     best = max(history, key=lambda h: h["val_map"])
     # Only what the result is: throughput goes to the log, so the same inputs give the same metrics file.
     log.info("%.1f images/s per worker (mean over epochs)",
              float(np.mean([h["images_per_s_per_worker"] for h in history])))
-    metrics = {"best_val_map": best["val_map"], "best_epoch": best["epoch"], "epochs": len(history),
+    # Percent, rounded as every mAP in metrics/ (evaluate's too): one unit in `dvc metrics show`.
+    metrics = {"best_val_map": percent(best["val_map"]), "best_epoch": best["epoch"], "epochs": len(history),
                "final_train_loss": history[-1]["train_loss"], "resumes": history[-1].get("resumes", 0),
                "model": model.model_name, "run": name, "demo_only": bool(model.metadata.get("demo_only"))}
     return metrics, history
 
 
-def sweep_grid(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: Placement,
+def sweep_grid(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: TrainPlacement,
                space: dict[str, list], ray_address: str | None = None, connect_timeout_s: float | None = None):
     """A Ray Tune grid over recipe keys / model fields (nothing exported); returns the trials as a DataFrame
     sorted by best validation mAP."""
@@ -174,11 +171,7 @@ def sweep_grid(images: str, text_path: str, model: ModelConfig, recipe: dict[str
     results = sweep(config, space, f"{name}-sweep", storage_path, where.num_workers, where.use_gpu,
                     where.sweep_concurrency, where.cpus_per_worker)
     frame = results.get_dataframe()
+    if "best_val_map" in frame.columns:  # Ray Tune's metric is the loop's fraction; the table says percent
+        frame["best_val_map"] = (100.0 * frame["best_val_map"]).round(4)
     cols = [c for c in frame.columns if c.startswith("config/")] + ["best_val_map", "best_epoch", "train_loss"]
     return frame[[c for c in cols if c in frame.columns]].sort_values("best_val_map", ascending=False)
-
-
-def placement_of(values: dict[str, Any]) -> Placement:
-    """A :class:`Placement` from a mapping with (at least) its field names."""
-    known = set(asdict(Placement()))
-    return Placement(**{k: v for k, v in values.items() if k in known})

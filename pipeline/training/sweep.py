@@ -2,6 +2,9 @@
 
 Ray Train V2 pattern: each Tune trial runs a small driver function that builds a ``TorchTrainer`` and
 fits it; ``TuneReportCallback`` forwards the workers' reports to Tune (``Tuner(trainer)`` is deprecated).
+
+For searches on a cluster. The trials stay out of ``dvc exp show`` (a trial has validation mAP only and no
+workspace to commit); the ablations a paper reports are ``dvc exp run --queue`` grids (docs/training.md).
 """
 from __future__ import annotations
 

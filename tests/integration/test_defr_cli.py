@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import cli
-from pipeline.classes import ClassInfo, ClassSpace
-from pipeline.detection.classes import normalize
+import pipeline.cli.commands as cli
+from pipeline.classes.space import ClassInfo, ClassSpace
+from pipeline.classes.coco import normalize
 from pipeline.model import ModelConfig, build_model, save_checkpoint
 from tests.conftest import require_module
 

@@ -82,7 +82,7 @@ def test_mmdet_detector_on_ray_writes_valid_detections_and_rejects_bad_images(pr
     import pyarrow as pa
     import ray
 
-    from pipeline.detection.checkpoints import save_checkpoint
+    from pipeline.detection.detector_checkpoints import save_checkpoint
     from pipeline.detection.mmdet_backend import MMDetDetector
 
     images = storage.read_parquet(prepared_demo / "images.parquet")
@@ -135,7 +135,7 @@ def test_checkpoints_of_another_label_space_or_model_fail_before_any_work(prepar
     require_module("mmdet.apis", "MMDetection stack not installed: `make install-detect` (scripts/install_mmdet.sh)")
     import torch
 
-    from pipeline.detection.classes import coco80_names
+    from pipeline.classes.coco import coco80_names
 
     # (without the stack, the backend fails first on the missing import, naming `make install-detect`)
     with pytest.raises(FileNotFoundError, match="detect.mmdet.checkpoint: .*nope.pth does not exist"):

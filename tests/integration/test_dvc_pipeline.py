@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.params import result_keys
-from stages.schema import PLACEMENT
+from stage_support.params import result_keys
+from stage_support.schema import PLACEMENT
 from tests.dvc_project import UP_TO_DATE, clone_project, dvc, edit_params, ran_stages, restore
 
 # the session's pipeline run (the pipeline_run fixture) counts against the first test that asks for it

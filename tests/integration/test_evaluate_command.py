@@ -65,7 +65,7 @@ def test_evaluate_stage_scores_external_results_like_its_own(prepared_demo, tmp_
     import pyarrow.parquet as pq
     import yaml
 
-    from pipeline.report.evaluation import test_pairs
+    from pipeline.datasets.splits import test_pairs
     from pipeline.results.writers import write_table
     from pipeline.schemas import HOI_DETECTIONS
     from stages import evaluate as stage

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline import schemas, storage
-from pipeline.data.labels import label_matrix
+from pipeline.datasets.labels import label_matrix
 from stages import evaluate
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
-"""A failed `dvc repro` keeps the last good results (stages/last_good.py), with DVC run for real.
+"""A failed `dvc repro` keeps the last good results (stage_support/last_good.py), with DVC run for real.
 
-A toy DVC project whose one stage runs through the project's stage console (``stages.console.run``, as
+A toy DVC project whose one stage runs through the project's stage console (``stage_support.console.run``, as
 every stage does) and writes a cached folder and a ``cache: false`` metrics file, both atomically. After a
 good run, the stage fails on a bad param, on a bad input, and is killed (SIGKILL to the stage, SIGTERM to
 dvc): each time DVC has removed the outputs before running the command, and afterwards the workspace holds
@@ -32,7 +32,7 @@ STAGE = textwrap.dedent('''
 
     import yaml
 
-    from stages import console
+    from stage_support import console
 
 
     def main():

@@ -10,8 +10,8 @@ import yaml
 from pipeline import storage
 from pipeline.model import ModelConfig, build_model, save_checkpoint
 from pipeline.schemas import DETECTIONS, HOI_DETECTIONS
-from pipeline.classes import ClassInfo, ClassSpace
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.space import ClassInfo, ClassSpace
+from pipeline.classes.hico_vocab import hico_vocabulary
 from stages import detect, score_regions
 
 pytestmark = pytest.mark.integration
@@ -60,8 +60,15 @@ def run(work, images, name, detections=None, model=None, **changes):
 
 
 @pytest.mark.smoke  # make test-fast: score_regions
-def test_stage_writes_hoi_detections_and_attention_maps(inputs):
+def test_stage_writes_hoi_detections_and_attention_maps(inputs, monkeypatch):
     work, images_path, emptied, damaged = inputs
+
+    def not_in_the_driver(*args, **kwargs):
+        raise AssertionError("the driver loaded the checkpoint or decoded an image: the actors do that")
+
+    # The actors (Ray worker processes) load the model and decode; the driver reads config.json only.
+    monkeypatch.setattr("pipeline.model.load_checkpoint", not_in_the_driver)
+    monkeypatch.setattr("pipeline.datasets.images.read_rgb", not_in_the_driver)
     out, plots, meta = run(work, images_path, "shared")
     table = storage.read_parquet(out)
     assert table.schema.equals(HOI_DETECTIONS, check_metadata=False)
@@ -133,10 +140,14 @@ def test_images_that_cannot_be_read_are_rejects_and_too_many_fail(inputs, tmp_pa
             for i, u in zip(images["image_id"].to_pylist(), images["uri"].to_pylist())]
     storage.write_parquet(images.set_column(images.schema.get_field_index("uri"), "uri", pa.array(uris)),
                           tmp_path / "images.parquet")
-    _, _, meta = run(work, tmp_path / "images.parquet", "one_gone", attention_maps=0)
+    out, plots, meta = run(work, tmp_path / "images.parquet", "one_gone")
     rejects = storage.read_parquet(work / "one_gone_rejects.parquet")
     assert meta["images_rejected"] == 1 and rejects["item"][0].as_py() == str(broken[0])
     assert rejects["reason"][0].as_py() == "missing image file"
+    # The actors were asked for the figure of the unreadable image: the next image's comes from a second run.
+    with_rows = sorted(set(storage.read_parquet(out)["image_id"].to_pylist()))[:PARAMS["attention_maps"]]
+    assert broken[0] not in with_rows and meta["attention_maps"] == len(with_rows) == 2
+    assert sorted(p.name for p in plots.iterdir()) == sorted(f"image_{i}.png" for i in with_rows)
     many = sorted(test_ids)[:10]  # 10 of ~39 images: over 5 %
     uris = [str(tmp_path / "gone.jpg") if i in many else u
             for i, u in zip(images["image_id"].to_pylist(), images["uri"].to_pylist())]

@@ -143,7 +143,7 @@ def test_unknown_decode_place_is_refused():
 
 
 def test_an_epoch_trains_on_the_batch_path_with_a_loader_process_and_repeats_bit_for_bit(tmp_path):
-    from pipeline.losses import make_loss
+    from pipeline.training.losses import make_loss
     from pipeline.model import build_model
     from pipeline.training.recipe import _loader, _train_epoch, loader_workers, train_data
 
@@ -198,7 +198,7 @@ def test_a_truncated_jpeg_fails_naming_the_file(tmp_path):
 def test_placement_loader_workers_takes_auto_or_a_count(tmp_path, value, ok):
     import yaml
 
-    from stages import params as P
+    from stage_support import params as P
 
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"placement": {"train": {"loader_workers": value}}}))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.classes import ClassInfo, ClassSpace
+from pipeline.classes.space import ClassInfo, ClassSpace
 from pipeline.model import ModelConfig, build_model, load_checkpoint, save_checkpoint
 
 
@@ -23,7 +23,7 @@ def short_list(tmp_path_factory):
 
 
 def test_every_loader_refuses_a_class_list_that_does_not_fit(short_list):
-    from pipeline.inference.hoi_detections import read_model_config
+    from pipeline.model import read_model_config
 
     message = f"{short_list / 'config.json'}: lists 2 classes but the model has 3 output rows"
     with pytest.raises(ValueError, match=message):

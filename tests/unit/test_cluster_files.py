@@ -342,10 +342,10 @@ def test_networkpolicy_admits_only_the_clusters_own_pods(name, spec_path):
         assert any(rule.get("ports") for rule in policy["ingress"]), name
 
 
-# --- Params keys named in the cluster files and docs exist in stages/schema.py -------------------------------
+# --- Params keys named in the cluster files and docs exist in stage_support/schema.py -------------------------------
 
 def _schema_keys() -> tuple[set[str], set[str]]:
-    from stages.schema import CHECKS, PLACEMENT, SECTIONS
+    from stage_support.schema import CHECKS, PLACEMENT, SECTIONS
 
     def walk(schema: dict, prefix: str):
         for key, value in schema.items():
@@ -394,3 +394,70 @@ def test_readme_connecting_section_is_where_the_error_points():
     for needed in ("trusted network", "RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN_PATH", "ray dashboard",
                    "kubectl port-forward", "openssl rand -hex 32"):
         assert needed in section, needed
+
+
+def _params_has(key: str) -> bool:
+    """Whether params.yaml has the dotted key (a ``<placeholder>`` segment matches any key at its level)."""
+    levels = [yaml.safe_load((ROOT / "params.yaml").read_text())]
+    for part in key.split("."):
+        levels = [v for d in levels if isinstance(d, dict)
+                  for k, v in d.items() if ("<" in part or k == part)]
+    return bool(levels)
+
+
+def test_the_keys_the_cluster_files_name_are_in_params_yaml():
+    known, tops = _schema_keys()
+    pattern = re.compile(r"(?<![\w./-])(" + "|".join(sorted(tops)) + r")((?:\.[A-Za-z_<][\w<>]*)+)")
+    named = {(m.group(1) + m.group(2)).rstrip(".") for f in [*CONFIG_FILES, CLUSTER / "README.md"]
+             for m in pattern.finditer(f.read_text())}
+    assert "placement.train.storage_path" in named  # the check reads what it should
+    missing = sorted(k for k in named if not _params_has(k))
+    assert not missing, f"cluster files name keys params.yaml lacks: {missing}"
+    assert not _params_has("train.storage_path")  # the old place, which aws.yaml / gcp.yaml once named
+
+
+def test_no_cluster_file_needs_the_resource_check_skipped():
+    for f in CONFIG_FILES:
+        assert "DEFR_SKIP_RESOURCE_CHECK" not in f.read_text(), f"{f.relative_to(ROOT)} skips the preflight"
+
+
+def _gpus(container: dict) -> float:
+    return float(container["resources"]["limits"].get("nvidia.com/gpu", 0))
+
+
+@pytest.mark.parametrize("name,spec_path", [("k8s/raycluster.yaml", ("spec",)),
+                                            ("k8s/rayjob.yaml", ("spec", "rayClusterSpec"))])
+def test_kuberay_node_types_match_the_manifests_and_reach_the_head(name, spec_path):
+    """The preflight reads the GPU groups from cluster/kuberay_node_types.yaml (KubeRay keeps them in the
+    RayCluster resource, out of a stage's sight): same sizes and limits as the manifests."""
+    spec = load(name)
+    for key in spec_path:
+        spec = spec[key]
+    declared = load("kuberay_node_types.yaml")
+    types = declared["available_node_types"]
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert types[declared["head_node_type"]]["resources"] == {
+        "CPU": float(head["resources"]["limits"]["cpu"])}
+    groups = spec["workerGroupSpecs"]
+    assert sorted(g["groupName"] for g in groups) == sorted(t for t in types if t != declared["head_node_type"])
+    for group in groups:
+        container = group["template"]["spec"]["containers"][0]
+        t = types[group["groupName"]]
+        assert t["resources"] == {"CPU": float(container["resources"]["limits"]["cpu"]), "GPU": _gpus(container)}
+        assert (t["min_workers"], t["max_workers"]) == (group["minReplicas"], group["maxReplicas"]), name
+    assert declared["max_workers"] == sum(g["maxReplicas"] for g in groups)
+    env = {e["name"]: e.get("value") for e in head["env"]}
+    workdir = re.search(r"^WORKDIR (\S+)", (CLUSTER / "Dockerfile").read_text(), re.M).group(1)
+    assert env["DEFR_AUTOSCALING_CONFIG"] == f"{workdir}/cluster/kuberay_node_types.yaml"
+
+
+@pytest.mark.parametrize("name", ["gcp.yaml", "kuberay_node_types.yaml"])
+def test_the_preflight_sees_the_gpu_nodes_a_cold_cluster_can_add(name, monkeypatch):
+    """What check_resources reads on the head (aws.yaml's sizes are filled in by `ray up` from the
+    instance types, into the head's ~/ray_bootstrap_config.yaml)."""
+    from pipeline import distributed
+
+    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(CLUSTER / name))
+    types, _ = distributed._declared_node_types()
+    gpu_types = {t: v for t, v in types.items() if v[1] >= 1 and not v[3]}
+    assert gpu_types and all(v[2] >= 1 for v in gpu_types.values()), types

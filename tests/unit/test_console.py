@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def stage_script(tmp_path: Path, body: str) -> Path:
     script = tmp_path / "fake_stage.py"
-    script.write_text("import logging, os, sys, time\nfrom stages import console\n\n\ndef main():\n" +
+    script.write_text("import logging, os, sys, time\nfrom stage_support import console\n\n\ndef main():\n" +
                       textwrap.indent(textwrap.dedent(body).strip("\n"), "    ") +
                       '\n\n\nconsole.run(main, "fake")\n')
     return script

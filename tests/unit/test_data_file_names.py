@@ -47,7 +47,7 @@ def _check_rejects(out, source: str, escapes: dict[str, str], where: str) -> Non
 
 
 def test_name_checks():
-    from pipeline.datasets.files import name_problem, path_inside
+    from pipeline.storage.names import name_problem, path_inside
 
     assert name_problem("a/b/../c.jpg") is None and name_problem("x.jpg") is None
     for bad in ("../x.jpg", "a/../../x.jpg", "/etc/passwd", "s3://other/x.jpg", "~/x.jpg", "C:\\x.jpg", ""):
@@ -108,8 +108,8 @@ def test_table_labels_names(tmp_path, outside):
 def test_defr_boxes_file_keys_nan_scores_and_missing_images(tmp_path, outside):
     """defr's boxes file: escaping keys are reject rows (never matched to an image), a NaN / inf score drops
     that box only (naming the image's file), and an image that does not exist says so."""
-    from pipeline.inference.hoi import boxes_rows
-    from pipeline.inference.inputs import expand_images
+    from pipeline.cli.hoi import boxes_rows
+    from pipeline.cli.inputs import expand_images
 
     photos = tmp_path / "photos"
     a, b = _jpg(photos / "a.jpg"), _jpg(photos / "b.jpg")
@@ -136,8 +136,8 @@ def test_defr_boxes_file_keys_nan_scores_and_missing_images(tmp_path, outside):
 
 
 def test_defr_boxes_table_rows_with_escaping_names(tmp_path):
-    from pipeline.inference.hoi import boxes_rows
-    from pipeline.inference.inputs import expand_images
+    from pipeline.cli.hoi import boxes_rows
+    from pipeline.cli.inputs import expand_images
 
     a = _jpg(tmp_path / "photos" / "a.jpg")
     table = tmp_path / "boxes.csv"

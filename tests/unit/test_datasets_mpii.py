@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from pipeline.data.labels import label_matrix
-from pipeline.data.synthetic_activities import generate_mpii, write_mpii_mat
+from pipeline.datasets.labels import label_matrix
+from pipeline.demo.activities import generate_mpii, write_mpii_mat
 from pipeline.datasets.adapters import prepare_dataset
 from pipeline.datasets.files import AnnotationError
 from pipeline.datasets.mpii import MpiiFiles, read_mpii, read_mpii_mat

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.classes import ClassSpace
-from pipeline.data.labels import label_matrix
-from pipeline.data.synthetic_activities import TABLE_CLASSES, generate_table
+from pipeline.classes.space import ClassSpace
+from pipeline.datasets.labels import label_matrix
+from pipeline.demo.activities import TABLE_CLASSES, generate_table
 from pipeline.datasets.adapters import prepare_dataset
 from pipeline.datasets.files import AnnotationError
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 
 
 @pytest.fixture(scope="module")

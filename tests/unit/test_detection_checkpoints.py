@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.detection.checkpoints import checkpoint_classes, read_checkpoint
+from pipeline.detection.detector_checkpoints import checkpoint_classes, read_checkpoint
 
 
 class Marker:

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.detection.boxes import (DEGENERATE, LIKELY_XYWH, NON_FINITE, OUTSIDE, Counts, ImageDetections,
                                       box_problems, finish, to_table)
-from pipeline.detection.classes import class_map, normalize, to_coco80
+from pipeline.classes.coco import class_map, normalize, to_coco80
 from pipeline.schemas import DETECTIONS
 
 # MMDetection's CocoDataset.METAINFO["classes"] (mmdet 3.3.0), spelled with spaces.
@@ -29,7 +29,7 @@ def test_mmdet_coco_names_map_to_identity():
 
 
 def test_hico_alphabetical_order_and_aliases_map_by_name():
-    from pipeline.datasets.hico_vocab import hico_vocabulary
+    from pipeline.classes.hico_vocab import hico_vocabulary
 
     objects = hico_vocabulary().objects  # HICO's alphabetical order
     assert class_map(objects).tolist() == hico_vocabulary().object_to_coco80.tolist()
@@ -38,8 +38,8 @@ def test_hico_alphabetical_order_and_aliases_map_by_name():
 
 
 def test_coco_names_are_a_coco_fact_that_hico_agrees_with():
-    from pipeline.datasets.hico_vocab import hico_vocabulary
-    from pipeline.detection.classes import COCO80_NAMES, coco80_label
+    from pipeline.classes.hico_vocab import hico_vocabulary
+    from pipeline.classes.coco import COCO80_NAMES, coco80_label
 
     assert list(COCO80_NAMES) == hico_vocabulary().coco80_names
     assert coco80_label("Sports Ball") == 32 and coco80_label("person") == 0 and coco80_label("unicorn") is None

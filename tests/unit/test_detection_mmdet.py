@@ -8,7 +8,7 @@ from tests.conftest import require_module  # noqa: E402
 
 require_module("mmdet.apis", "MMDetection stack not installed: `make install-detect` (scripts/install_mmdet.sh)")
 
-from pipeline.detection.checkpoints import save_checkpoint  # noqa: E402
+from pipeline.detection.detector_checkpoints import save_checkpoint  # noqa: E402
 from pipeline.detection.mmdet_backend import MMDetDetector, resolve_config, inference_pipeline_cfg  # noqa: E402
 
 TINY = "rtmdet_tiny_8xb32-300e_coco"   # bundled with mmdet: site-packages/mmdet/.mim/configs/rtmdet/

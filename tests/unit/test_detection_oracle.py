@@ -8,8 +8,8 @@ import pytest
 from pipeline.detection.boxes import to_table
 from pipeline.detection.oracle import OracleConfig, ground_truth, oracle_detections
 from pipeline.schemas import PAIRS
-from pipeline.classes import ClassSpace
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.space import ClassSpace
+from pipeline.classes.hico_vocab import hico_vocabulary
 
 COCO = ClassSpace.hico().coco80
 

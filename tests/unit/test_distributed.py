@@ -41,6 +41,21 @@ import psutil
 from pipeline.distributed import init_ray, cluster_nodes
 ray = init_ray(None, num_cpus=1)
 print('NODES', cluster_nodes(), 'CPU', ray.cluster_resources().get('CPU'))
+# Its head's monitor runs a read-only autoscaler (it launches nothing): too much is refused at once.
+import time
+from ray._private import ray_constants
+from ray.experimental.internal_kv import _internal_kv_get
+from pipeline.distributed import check_resources, cluster_view
+deadline = time.monotonic() + 30
+while not _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS) and time.monotonic() < deadline:
+    time.sleep(0.5)
+assert _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS), "the monitor wrote no status"
+assert not cluster_view().autoscaler
+try:
+    check_resources(4, 1, 0, "train: 4 Ray Train workers", "placement.train.num_workers")
+    raise AssertionError("not refused")
+except ValueError as e:
+    print("REFUSED", e)
 assert init_ray('10.255.255.1:1') is ray  # already connected: the address is not used again
 ray.get(ray.remote(lambda: 1).remote())  # a worker is up, listening too
 me = psutil.Process()
@@ -72,6 +87,7 @@ def test_local_ray_listens_on_loopback_only_with_token_auth(tmp_path):
                          timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "NODES 1 CPU 1.0" in out.stdout
+    assert "REFUSED train: 4 Ray Train workers need 4 x (1 CPU) but the Ray cluster has 1 node(s)" in out.stdout
     result = json.loads(out.stdout.split("RESULT", 1)[1])
     names = {name for name, _, _ in result["listening"]}
     assert {"gcs_server", "raylet"} <= names, result["listening"]  # the servers were found: not vacuous
@@ -144,3 +160,149 @@ def test_this_machines_tmp_is_not_shared(no_env, tmp_path):
         pytest.skip(f"{tmp_path} is on {fstype} here")
     with pytest.raises(ValueError, match="node-local"):
         check_storage_path(str(tmp_path / "not" / "yet" / "created"), n_nodes=2)
+
+
+# --- The preflight on fixed and autoscaling clusters (the cluster's view stubbed; the real autoscaler in
+# --- tests/integration/test_autoscaling.py) ---------------------------------------------------------------
+
+from pipeline import distributed  # noqa: E402
+from pipeline.distributed import ClusterView, NodeType, ScaleUpTimeout, check_resources, scale_up_plan  # noqa: E402
+
+GPU1, GPU8, CPU16 = NodeType("gpu", 8, 1, 4), NodeType("gpu8", 96, 8, 1), NodeType("cpu", 16, 0, None)
+
+
+def cold(*types: NodeType, nodes=((8.0, 0.0),), more_workers=None) -> ClusterView:
+    """A cluster whose head is up and whose autoscaler can add ``types``."""
+    return ClusterView(nodes=list(nodes), node_types=list(types), autoscaler=True, types_known=True,
+                       more_workers=more_workers)
+
+
+def test_plan_uses_the_nodes_up_first_then_the_smallest_type_that_holds_the_rest():
+    assert scale_up_plan(1, 1, 0, cold(GPU1)) == (1, {})  # fits on the head
+    assert scale_up_plan(1, 1, 1, cold(GPU1, GPU8)) == (1, {"gpu": 1})
+    assert scale_up_plan(8, 1, 1, cold(GPU1, GPU8)) == (8, {"gpu8": 1})
+    assert scale_up_plan(12, 1, 1, cold(GPU1, GPU8)) == (12, {"gpu8": 1, "gpu": 4})
+    assert scale_up_plan(13, 1, 1, cold(GPU1, GPU8)) == (12, {"gpu8": 1, "gpu": 4})  # no more nodes to add
+    assert scale_up_plan(12, 1, 1, cold(GPU1, GPU8, more_workers=2)) == (9, {"gpu8": 1, "gpu": 1})
+    # CPU work does not boot GPU nodes when a CPU type exists; with none it may.
+    assert scale_up_plan(40, 2, 0, cold(GPU8, CPU16)) == (40, {"cpu": 5})  # 4 on the head, 8 a node
+    assert scale_up_plan(6, 2, 0, cold(GPU1)) == (6, {"gpu": 1})
+
+
+def test_reachable_gpus_counts_what_the_autoscaler_can_add():
+    assert cold(GPU1, GPU8).reachable_gpus() == 12
+    assert cold(GPU1, GPU8, more_workers=2).reachable_gpus() == 9
+    assert cold(NodeType("any", 8, 1, None)).reachable_gpus() is None
+    assert ClusterView(nodes=[(8, 2)]).reachable_gpus() == 2
+
+
+@pytest.fixture
+def view_seq(monkeypatch):
+    """Stubs the cluster's view (one ClusterView per call, the last repeated) and the autoscaler request."""
+    requests, views = [], []
+    monkeypatch.delenv("DEFR_SKIP_RESOURCE_CHECK", raising=False)
+    monkeypatch.setattr(distributed, "cluster_view", lambda: views.pop(0) if len(views) > 1 else views[0])
+    monkeypatch.setattr(distributed, "_alive_node_ids", lambda: set())
+    monkeypatch.setattr(distributed, "POLL_S", 0.0)
+    monkeypatch.setattr(distributed, "PROGRESS_EVERY_S", 0.0)
+    import ray.autoscaler.sdk
+
+    monkeypatch.setattr(ray.autoscaler.sdk, "request_resources", lambda bundles: requests.append(bundles))
+    return views, requests
+
+
+def test_a_fixed_cluster_refuses_what_it_cannot_hold_at_once(view_seq):
+    views, requests = view_seq
+    views.append(ClusterView(nodes=[(2.0, 0.0)]))
+    with pytest.raises(ValueError) as err:
+        check_resources(4, 1, 0, "train: 4 Ray Train workers", "placement.train.num_workers")
+    assert str(err.value).startswith("train: 4 Ray Train workers need 4 x (1 CPU) but the Ray cluster has 1 "
+                                     "node(s) with 2 CPU and 0 GPU in all: at most 2 fit. Lower "
+                                     "placement.train.num_workers")
+    assert requests == []
+
+
+def test_an_autoscaling_cluster_refuses_only_what_no_node_type_can_hold(view_seq):
+    views, requests = view_seq
+    views.append(cold(GPU1))
+    with pytest.raises(ValueError) as err:
+        check_resources(5, 1, 1, "train: 5 Ray Train workers", "placement.train.num_workers / use_gpu")
+    message = str(err.value)
+    assert "need 5 x (1 CPU, 1 GPU) but the Ray cluster has 1 node(s)" in message
+    assert "its autoscaler can add 4 x gpu (8 CPU, 1 GPU): at most 4 fit" in message
+    with pytest.raises(ValueError, match="at most 0 fit"):  # 16 CPUs per worker: no type that big
+        check_resources(1, 16, 1, "train: 1 Ray Train workers", "placement.train.cpus_per_worker")
+    assert requests == []
+
+
+def test_an_autoscaling_cluster_waits_for_its_nodes_saying_so(view_seq, caplog):
+    views, requests = view_seq
+    up = ClusterView(nodes=[(8.0, 0.0), (8.0, 1.0), (8.0, 1.0)], autoscaler=True, types_known=True)
+    views += [cold(GPU1), cold(GPU1), ClusterView(nodes=[(8.0, 0.0)], node_types=[GPU1], autoscaler=True,
+                                                  types_known=True, pending={"gpu": 2}), up]
+    caplog.set_level("INFO", logger="pipeline.distributed")
+    check_resources(2, 1, 1, "train: 2 Ray Train workers", "placement.train.num_workers", timeout_s=30)
+    assert requests == [[{"CPU": 1, "GPU": 1}] * 2, []]  # asked the autoscaler, then withdrew the request
+    text = caplog.text
+    assert "the cluster can hold them once its autoscaler adds 2 GPU node(s) (node type gpu)" in text
+    assert "waiting for 2 GPU node(s): 0 of 2 up, 2 pending (node type gpu)" in text
+    assert "the nodes are up after" in text
+
+
+def test_the_wait_ends_at_the_timeout_with_what_it_waited_for(view_seq):
+    views, requests = view_seq
+    views.append(cold(GPU1))
+    with pytest.raises(ScaleUpTimeout) as err:
+        check_resources(1, 1, 1, "train: 1 Ray Train workers", "placement.train.num_workers", timeout_s=0)
+    assert "gave up after 0 s waiting for 1 GPU node(s): 0 of 1 up, 0 pending (node type gpu)" in str(err.value)
+    assert distributed.SCALE_UP_TIMEOUT_ENV in str(err.value) and requests[-1] == []
+
+
+def test_an_autoscaler_whose_node_types_are_unknown_is_waited_for_not_refused(view_seq):
+    views, requests = view_seq
+    views.append(ClusterView(nodes=[(8.0, 0.0)], autoscaler=True))
+    with pytest.raises(ScaleUpTimeout, match="node type unknown"):
+        check_resources(1, 1, 1, "train: 1 Ray Train workers", "placement.train.num_workers", timeout_s=0)
+
+
+def test_skip_env_still_skips(view_seq, monkeypatch):
+    views, _ = view_seq
+    views.append(ClusterView(nodes=[(1.0, 0.0)]))
+    monkeypatch.setenv("DEFR_SKIP_RESOURCE_CHECK", "1")
+    check_resources(64, 1, 1, "train: 64 Ray Train workers", "placement.train.num_workers")
+
+
+def test_node_types_come_from_the_autoscaler_config_file(monkeypatch, tmp_path):
+    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(ROOT / "cluster" / "gcp.yaml"))
+    types, global_max = distributed._declared_node_types()
+    assert global_max == 4
+    assert types == {"ray_head_cpu": (8.0, 0.0, 4, True), "ray_worker_gpu": (8.0, 1.0, 4, False),
+                     "ray_worker_gpu8": (96.0, 8.0, 1, False)}
+    # A worker type whose size the cloud provider fills in: what can be added is not known here.
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("head_node_type: h\navailable_node_types:\n  h: {resources: {}}\n  w: {resources: {}}\n")
+    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(bare))
+    assert distributed._declared_node_types() is None
+    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(tmp_path / "absent.yaml"))
+    with pytest.raises(ValueError, match="absent.yaml: no such file"):
+        distributed._declared_node_types()
+
+
+def test_pool_asks_for_gpu_actors_when_the_cluster_can_add_gpus():
+    from pipeline.inference.engine import pool_size
+
+    size, gpu, why = pool_size(cold(GPU1), "auto", 2, 100)
+    assert (size, gpu) == (4, True) and "0 GPU(s) up, 4 more the autoscaler can add" in why
+    assert pool_size(cold(GPU1), "cuda", 2, 3)[:2] == (3, True)  # never more actors than batches
+    assert pool_size(cold(NodeType("any", 8, 1, None)), "auto", 2, 100)[:2] == (2, True)  # no limit: actors
+    assert pool_size(cold(CPU16), "auto", 2, 100)[:2] == (2, False)
+    assert pool_size(cold(GPU1), "cpu", 2, 100)[:2] == (2, False)
+    assert pool_size(ClusterView(nodes=[(8, 2)]), "auto", 5, 100)[:2] == (2, True)  # fixed cluster: as before
+    # Node types not visible: auto stays on what is up, cuda asks for one GPU and lets the autoscaler decide.
+    unknown = ClusterView(nodes=[(8, 0)], autoscaler=True)
+    assert pool_size(unknown, "auto", 2, 100)[:2] == (2, False)
+    assert pool_size(unknown, "cuda", 2, 100)[:2] == (1, True)
+    with pytest.raises(ValueError, match="cuda but the Ray cluster has no GPU and its autoscaler can add none"):
+        pool_size(cold(CPU16), "cuda", 2, 100)
+    with pytest.raises(ValueError, match="placement device is cuda but the Ray cluster has no GPU$"):
+        pool_size(ClusterView(nodes=[(8, 0)]), "cuda", 2, 100)

@@ -1,5 +1,5 @@
 """dvc.yaml cannot drift from the code: each stage lists what its code imports and loads, the files its
-params name, and its params section, which holds exactly its result keys (stages/schema.py); placement is
+params name, and its params section, which holds exactly its result keys (stage_support/schema.py); placement is
 listed by none."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from stages.params import file_keys, result_keys, validate_file
+from stage_support.params import file_keys, result_keys, validate_file
 from tests.stage_deps import DATA_FILES, PACKAGES, ROOT, covered, stage_files
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -55,7 +55,7 @@ def test_params_are_listed_by_section_and_the_section_holds_exactly_the_result_k
     assert listed == [section(stage)], f"dvc.yaml stage {stage!r}: params must be its section {section(stage)!r}"
     in_file = sorted(_leaves(PARAMS[section(stage)], section(stage)))
     assert in_file == sorted(result_keys(section(stage))), (
-        f"params.yaml section {section(stage)!r} differs from its schema's result keys in stages/schema.py")
+        f"params.yaml section {section(stage)!r} differs from its schema's result keys in stage_support/schema.py")
     assert not any(p.split(".")[0] == "placement" for p in listed)
 
 
@@ -76,7 +76,9 @@ def test_files_named_by_params_are_dependencies(stage):
 def test_only_the_declared_modules_read_package_data():
     readers = set()
     for path in (ROOT / "pipeline").rglob("*.py"):
-        if re.search(r"pipeline\.assets|resources\.files", path.read_text()):
+        # the package's data are read by name (importlib.resources); importing pipeline.assets.clip_configs
+        # is plain code, listed by the import walk
+        if re.search(r"[\"']pipeline\.assets[\"']|resources\.files", path.read_text()):
             readers.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
     assert readers == set(DATA_FILES), (
         f"modules that read package data changed: {sorted(readers ^ set(DATA_FILES))}; update "
@@ -93,3 +95,12 @@ def test_every_interpolated_dependency_is_a_file_param():
             m = re.fullmatch(r"\$\{(.+)\}", dep)
             if m:
                 assert m.group(1) in file_keys(section(stage)), f"{stage}: {dep} is not a file param of the schema"
+
+
+@pytest.mark.parametrize("stage", sorted(DVC))
+def test_every_stage_depends_on_the_lock(stage):
+    # A stage's outputs depend on the library versions (pyarrow writes its version into every parquet,
+    # numpy and torch change floats): a new requirements.lock must re-run it, and the run cache must not
+    # restore a result computed with other versions.
+    assert "requirements.lock" in DVC[stage]["deps"], f"dvc.yaml stage {stage!r} does not list requirements.lock"
+    assert (ROOT / "requirements.lock").is_file()

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.cli import main
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 from pipeline.metrics import hico_classification_map
 from tests.conftest import ROOT
 from tests.unit.test_results_formats import small_anno, small_detections
@@ -57,7 +57,7 @@ def test_hicodet_outputs_and_compare(tmp_path, capsys):
 
 
 def test_hico_scores_in_every_table_form_equal_the_evaluator(shared_hico, tmp_path):
-    from pipeline.evaluate_command import evaluate_hico
+    from pipeline.cli.evaluate_results import evaluate_hico
     from pipeline.results.testset import read_anno_test
 
     names, labels = read_anno_test(str(shared_hico / "anno.mat"), VOCAB)
@@ -83,7 +83,7 @@ def test_hico_scores_in_every_table_form_equal_the_evaluator(shared_hico, tmp_pa
 
 
 def test_hico_rejects_and_missing_images(shared_hico, tmp_path):
-    from pipeline.evaluate_command import evaluate_hico
+    from pipeline.cli.evaluate_results import evaluate_hico
 
     from pipeline.results.testset import read_anno_test
 

@@ -8,9 +8,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.data.synthetic_activities import generate_mpii
+from pipeline.demo.activities import generate_mpii
 from pipeline.datasets.adapters import prepare_dataset
-from pipeline.report.evaluation import LabelSpace, evaluate_classification
+from pipeline.classes.space import ClassSpace
+from pipeline.report.evaluation import evaluate_classification
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def only_classes_with_a_test_positive(out) -> tuple[pa.Table, pa.Table]:
 
 def test_perfect_scores_give_100_in_both_conventions(mpii):
     test, classes = only_classes_with_a_test_positive(mpii)
-    space = LabelSpace(classes, "mpii", "single")
+    space = ClassSpace.from_table(classes, dataset="mpii", label_mode="single")
     m = evaluate_classification(test, space, scores_for(test, classes.num_rows, 10.0, 0.0)).metrics
     assert m["map_all_classes"] == pytest.approx(100.0) and m["map_with_positive"] == pytest.approx(100.0)
     assert m["accuracy"] == pytest.approx(100.0)
@@ -62,7 +63,7 @@ def test_classes_without_a_test_positive_count_as_0_in_the_all_classes_conventio
     100 over the classes with a positive and (with positive / all) x 100 over all classes."""
     test = split_of(mpii)
     with_positive = len({p[0] for p in test.column("positives").to_pylist()})
-    space = LabelSpace(mpii.classes, "mpii", "single")
+    space = ClassSpace.from_table(mpii.classes, dataset="mpii", label_mode="single")
     m = evaluate_classification(mpii.images, space, scores_for(test, mpii.classes.num_rows, 10.0, 0.0)).metrics
     assert 0 < with_positive < mpii.classes.num_rows
     assert m["map_with_positive"] == pytest.approx(100.0)
@@ -72,7 +73,7 @@ def test_classes_without_a_test_positive_count_as_0_in_the_all_classes_conventio
 
 def test_wrong_scores_rank_every_positive_last(mpii):
     test, classes = only_classes_with_a_test_positive(mpii)
-    space = LabelSpace(classes, "mpii", "single")
+    space = ClassSpace.from_table(classes, dataset="mpii", label_mode="single")
     m = evaluate_classification(test, space, scores_for(test, classes.num_rows, 0.0, 10.0)).metrics
     # Each class's n_c positives rank last among the N test images: precision rises to n_c / N at full
     # recall, so the interpolated (all-points) AP is n_c / N; the mean over the K classes is 1 / K.
@@ -89,6 +90,7 @@ def test_a_test_image_without_exactly_one_positive_is_refused_by_name(mpii):
                                          pa.list_(pa.float32()))})
     negatives = test.column("negatives").to_pylist()
     second = (positives[3][0] + 1) % mpii.classes.num_rows
+    space = ClassSpace.from_table(mpii.classes, dataset="mpii", label_mode="single")
     for broken in ([positives[3][0], second], []):
         bad = pa.array(positives[:3] + [broken] + positives[4:], pa.list_(pa.int16()))
         images = test.set_column(test.schema.get_field_index("positives"), "positives", bad)
@@ -97,4 +99,4 @@ def test_a_test_image_without_exactly_one_positive_is_refused_by_name(mpii):
                                    pa.array(neg, pa.list_(pa.int16())))
         with pytest.raises(ValueError, match=rf"test image_id {image_id} has {len(broken)} positive classes; "
                                              "a single-label dataset has exactly one per image"):
-            evaluate_classification(images, LabelSpace(mpii.classes, "mpii", "single"), zeros)
+            evaluate_classification(images, space, zeros)

@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.datasets.adapters import prepare_dataset, read_dataset
 from pipeline.datasets.hico_anno import read_anno_mat
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 from pipeline.datasets.hicodet import read_instances_json
 from pipeline.rejects import DataLossError
 

@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from pipeline.inference.engine import Placement, PoolWorker, run_predictor, use_ray
+from pipeline.placement import Placement
+from pipeline.inference.engine import PoolWorker, run_predictor, use_ray
 
 
 class MeanColour:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import fsspec
 from PIL import Image
 
-from pipeline.inference.inputs import expand_images
+from pipeline.cli.inputs import expand_images
 
 
 def _jpg(path):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pipeline.losses import bce_loss, class_balance_weights, focal_loss, lse_sign_loss, make_loss, softmax_ce_loss
+from pipeline.training.losses import bce_loss, class_balance_weights, focal_loss, lse_sign_loss, make_loss, softmax_ce_loss
 
 
 def _random(b=4, c=7, seed=0, zero_frac=0.3):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.data.labels import object_present
+from pipeline.datasets.labels import object_present
 from pipeline.metrics import average_precision_11pt, hico_classification_map, subset_map
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 
 HOI_OBJECT = hico_vocabulary().hoi_object
 

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.metrics.detection import box_iou, hicodet_map
+from pipeline.metrics.hoi_detection import box_iou, hicodet_map
 from pipeline.metrics.reference import official_loop_map
 from pipeline.schemas import HOI_DETECTIONS
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 
 BOX = [0.0, 0.0, 10.0, 10.0]
 TP_THEN_FP_THEN_TP = (6 + 5 * 2 / 3) / 11      # ranks TP, FP, TP with 2 positives
@@ -129,7 +129,7 @@ def test_empty_detection_table_gives_zero_with_a_warning():
 
 @pytest.mark.parametrize("dense_limit", [50_000_000, 0])   # the lookup table and the binary-search path
 def test_arrow_tables_and_ties_match_the_official_loop(dense_limit, monkeypatch):
-    monkeypatch.setattr("pipeline.metrics.detection.DENSE_TABLE_LIMIT", dense_limit)
+    monkeypatch.setattr("pipeline.metrics.hoi_detection.DENSE_TABLE_LIMIT", dense_limit)
     rng = np.random.default_rng(0)
     n_img, n_gt, n_det = 6, 25, 400
     def boxes(n):

@@ -7,7 +7,8 @@ import pytest
 
 from pipeline import schemas
 from pipeline.report import PAPER, choose_pr_classes, evaluation_markdown, long_tail_rows
-from pipeline.report.evaluation import LabelSpace, evaluate_classification
+from pipeline.classes.space import ClassSpace
+from pipeline.report.evaluation import evaluate_classification
 
 
 def test_choose_pr_classes_and_long_tail_rows():
@@ -39,8 +40,8 @@ def images_table(ids, split="test"):
 
 
 def classes_table():
-    return LabelSpace(pa.table({"hoi": np.arange(600), "name": [f"c{i}" for i in range(600)],
-                                "n_train_images": np.ones(600, np.int32)}))
+    return ClassSpace.from_table(pa.table({"hoi": np.arange(600), "name": [f"c{i}" for i in range(600)],
+                                           "n_train_images": np.ones(600, np.int32)}))
 
 
 @pytest.mark.parametrize("ids, scores, message", [

@@ -93,7 +93,7 @@ def test_the_same_model_saves_to_the_same_bytes(tmp_path):
 def test_pretrained_file_at_another_resolution_interpolates_positions(tmp_path):
     import open_clip
 
-    from pipeline.clip_configs import register_project_configs
+    from pipeline.assets.clip_configs import register_project_configs
 
     register_project_configs()
     clip = open_clip.create_model("defr-tiny-vit")  # native 224: a 14x14 grid

@@ -2,13 +2,21 @@
 allowed; placement knobs live outside the stage sections."""
 from __future__ import annotations
 
+import ast
+import importlib
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from stages import params as P
-from stages import schema
+from pipeline import choices
+from stage_support import params as P
+from stage_support import schema
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path, **sections) -> str:
@@ -17,23 +25,70 @@ def write(tmp_path, **sections) -> str:
     return str(path)
 
 
-def test_schema_choices_are_the_librarys_own_lists():
-    from pipeline.datasets.adapters import DATASETS
-    from pipeline.datasets.build import LABEL_MODES
-    from pipeline.losses import LOSSES
-    from pipeline.regions.masks import RULES
-    from pipeline.regions.scorer import PATHS
-    from pipeline.detection.precomputed import FORMATS
-    from pipeline.detection.sources import BACKENDS as DETECT_BACKENDS
-    from pipeline.inference.engine import DEVICES
-    from pipeline.text.encoders import BACKENDS
-    from pipeline.text.prompts import TEMPLATE_FIELDS
+# library module -> {its name for the tuple: the name in pipeline.choices}
+LIBRARY_CHOICES = {
+    "pipeline.datasets.adapters": {"DATASETS": "DATASETS"},
+    "pipeline.datasets.build": {"LABEL_MODES": "LABEL_MODES"},
+    "pipeline.datasets.table": {"SPLITS": "SPLITS"},
+    "pipeline.text.encoders": {"BACKENDS": "EMBED_BACKENDS", "POOLINGS": "POOLINGS"},
+    "pipeline.text.prompts": {"TEMPLATE_FIELDS": "TEMPLATE_FIELDS"},
+    "pipeline.model": {"POSITIONS": "CLASSIFIER_POSITIONS", "INITS": "INITS"},
+    "pipeline.training.losses": {"LOSSES": "LOSSES"},
+    "pipeline.training.dataset": {"LABEL_MAPPINGS": "LABEL_MAPPINGS"},
+    "pipeline.training.recipe": {"AUGMENTATIONS": "AUGMENT_MODES"},
+    "pipeline.training.batch_augmentation": {"DECODE_PLACES": "DECODE_PLACES"},
+    "pipeline.inference.detect_split": {"BACKENDS": "DETECT_BACKENDS"},
+    "pipeline.placement": {"DEVICES": "DEVICES"},
+    "pipeline.detection.precomputed": {"FORMATS": "PRECOMPUTED_FORMATS"},
+    "pipeline.classes.coco": {"LABEL_SPACES": "LABEL_SPACES"},
+    "pipeline.regions.masks": {"RULES": "PATCH_RULES"},
+    "pipeline.regions.scorer": {"PATHS": "SCORE_PATHS"},
+    "pipeline.results.formats": {"FORMATS": "RESULT_FORMATS"},
+    "pipeline.results.mat_cache": {"OBJECT_ORDERS": "MAT_OBJECT_ORDERS"},
+    "pipeline.results.detr_lists": {"HOI_LABELS": "HOI_LABELS", "OBJECT_LABELS": "LABEL_SPACES"},
+}
 
-    assert schema.LOSSES == LOSSES and schema.PATCH_RULES == RULES and schema.SCORE_PATHS == PATHS
-    assert schema.EMBED_BACKENDS == BACKENDS and schema.DETECT_BACKENDS == DETECT_BACKENDS
-    assert schema.TEMPLATE_FIELDS == TEMPLATE_FIELDS
-    assert schema.DATASETS == DATASETS and schema.LABEL_MODES == LABEL_MODES
-    assert schema.PRECOMPUTED_FORMATS == FORMATS and schema.DEVICES == DEVICES
+
+@pytest.mark.parametrize("module", list(LIBRARY_CHOICES))
+def test_the_library_checks_against_pipeline_choices_not_a_copy(module):
+    """The same object, not an equal tuple: a value added to pipeline.choices reaches the library too."""
+    lib = importlib.import_module(module)
+    for name, source in LIBRARY_CHOICES[module].items():
+        assert getattr(lib, name) is getattr(choices, source), f"{module}.{name} is not pipeline.choices.{source}"
+
+
+def test_every_choice_of_the_schema_comes_from_pipeline_choices():
+    def allowed(tree: dict, prefix: str):
+        for key, spec in tree.items():
+            if isinstance(spec, dict):
+                yield from allowed(spec, f"{prefix}.{key}")
+            elif spec.choices:
+                yield f"{prefix}.{key}", spec.choices
+    shared = [set(v) for k, v in vars(choices).items() if k.isupper()]
+    spelled = [key for name, tree in [*schema.SECTIONS.items(), ("placement", schema.PLACEMENT),
+                                      ("checks", schema.CHECKS)]
+               for key, values in allowed(tree, name) if set(values) not in shared]
+    assert spelled == []
+
+
+def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside functions."""
+    nodes = list(ast.walk(ast.parse(path.read_text())))
+    return ({n.module for n in nodes if isinstance(n, ast.ImportFrom)} |
+            {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names})
+
+
+def test_checking_params_imports_no_torch():
+    code = "import sys, stage_support.params; print(sorted(m for m in sys.modules if m.startswith(('torch', 'pipeline.'))))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['pipeline.choices']"
+
+
+def test_no_import_circle_between_params_and_schema():
+    """params.py checks values against schema.py; schema.py imports neither it nor the library beyond choices."""
+    assert not {m for m in imports(ROOT / "stage_support" / "schema.py")
+                if m.startswith(("stage_support", "pipeline")) and m != "pipeline.choices"}
+    assert imports(ROOT / "pipeline" / "choices.py") == set()
 
 
 @pytest.mark.parametrize("section, values, message", [
@@ -108,10 +163,8 @@ def test_result_and_file_keys():
 
 
 def test_docs_params_md_is_the_rendered_schema():
-    from pathlib import Path
-
-    doc = Path(__file__).resolve().parents[2] / "docs" / "params.md"
-    assert doc.read_text() == schema.markdown(), "docs/params.md is stale: python -m stages.schema > docs/params.md"
+    doc = ROOT / "docs" / "params.md"
+    assert doc.read_text() == schema.markdown(), "docs/params.md is stale: python -m stage_support.schema > docs/params.md"
 
 
 @pytest.mark.parametrize("placement, message", [

@@ -9,11 +9,11 @@ import pytest
 import scipy.io
 import yaml
 
-from pipeline.data.labels import label_matrix
-from pipeline.data.synthetic import generate
+from pipeline.datasets.labels import label_matrix
+from pipeline.demo.scenes import generate
 from pipeline.datasets.adapters import prepare_dataset as prepare_any
 from pipeline.datasets.files import AnnotationError
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 from pipeline.datasets.hicodet import read_anno_bbox_mat
 from pipeline.rejects import DataLossError
 
@@ -218,7 +218,7 @@ def test_a_split_that_loses_too_much_fails_before_anything_is_written(raw, tmp_p
 
 
 def test_old_flat_hico_keys_are_refused_with_their_new_place(tmp_path):
-    from stages import params as P
+    from stage_support import params as P
 
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"prepare": {"hico_anno": "anno.mat", "train_images": "x"}}))

@@ -1,4 +1,4 @@
-"""The paper's configurations (stages/presets.py): valid params, documented, and each architecture builds at
+"""The paper's configurations (stage_support/presets.py): valid params, documented, and each architecture builds at
 its real size (672 px, 600 HICO / 393 MPII classes) and takes one training step on CPU with batch 1."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from stages import params as P
-from stages import presets
+from stage_support import params as P
+from stage_support import presets
 
 ROOT = Path(__file__).resolve().parents[2]
 BERT_DIM = 768  # bert-base-uncased hidden size (its CLS embedding)
@@ -49,7 +49,7 @@ def test_every_preset_is_valid_params_and_round_trips_through_its_command_line(t
 
 def test_docs_list_every_preset_and_unknown_names_get_a_did_you_mean():
     assert presets.markdown() in (ROOT / "docs" / "training.md").read_text(), \
-        "docs/training.md is stale: paste python -m stages.presets"
+        "docs/training.md is stale: paste python -m stage_support.presets"
     with pytest.raises(KeyError, match="did you mean 'hico-vit-b16'"):
         presets.arguments("hico-vit-b61")
 
@@ -70,7 +70,7 @@ def _architectures() -> dict[tuple, list[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", list(_architectures()), ids=lambda a: f"{a[0]}-{a[1]}d-{a[2]}")
 def test_each_architecture_builds_at_real_size_and_takes_a_step_on_cpu(tmp_path, arch):
-    from pipeline.losses import make_loss
+    from pipeline.training.losses import make_loss
     from pipeline.model import build_model
     from stages import train
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.datasets.hico import hico_classes
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 from pipeline.text.prompts import class_prompts, read_prompts_file
 
 TEMPLATES = ("a person {verb_ing} {a_object}", "a person and {a_object}", "a photo of a person {name}")
@@ -82,7 +82,7 @@ def test_missing_prompts_file_names_the_parameter(tmp_path):
 def test_plot_groupings_follow_what_the_classes_have(tmp_path):
     import numpy as np
 
-    from pipeline.text.plots import class_groupings, write_embedding_plots
+    from pipeline.text.embedding_plots import class_groupings, write_embedding_plots
 
     assert set(class_groupings(hico_classes())) == {"verb", "object"}
     mpii = pa.table({"hoi": [0, 1], "name": ["golf", "yoga"], "category": ["sports", "conditioning"]})

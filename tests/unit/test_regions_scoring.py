@@ -8,9 +8,9 @@ from pipeline import schemas
 from pipeline.model import ModelConfig, build_model
 from pipeline.regions.pairs import PairParams, make_pairs
 from pipeline.regions.scorer import RegionScorer, ScoreParams
-from pipeline.classes import ClassInfo, ClassSpace
-from pipeline.regions.scoring import pair_scores, top_detections
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.space import ClassInfo, ClassSpace
+from pipeline.regions.ranking import pair_scores, top_detections
+from pipeline.classes.hico_vocab import hico_vocabulary
 
 VOCAB = hico_vocabulary()
 HICO = ClassSpace.hico()

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from pipeline import cli
-from pipeline.inference.classify import ClassifyResult, write_classify_results
-from pipeline.inference.hoi import HOIResult, write_hoi_results
-from pipeline.inference.result_folder import OutputError, check_out
+import pipeline.cli.commands as cli
+from pipeline.cli.classify import ClassifyResult, write_classify_results
+from pipeline.cli.hoi import HOIResult, write_hoi_results
+from pipeline.cli.result_folder import OutputError, check_out
 
 
 def _result(pictures: dict[str, bytes], note: str = "") -> HOIResult:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.io
 
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 from pipeline.metrics import hicodet_map
 from pipeline.rejects import DataLossError
 from pipeline.results import ReadOptions, detect_format, read_detections, read_test_set
@@ -264,7 +264,7 @@ def test_result_list_rejects_unknown_verb_object_and_bad_indices(tmp_path):
 
 
 def test_too_many_rejects_fail_the_run(tmp_path):
-    from pipeline.evaluate_command import evaluate_hicodet
+    from pipeline.cli.evaluate_results import evaluate_hicodet
 
     anno = small_anno(tmp_path)
     test = read_test_set(anno)

@@ -1,4 +1,4 @@
-"""stages/summary.py, the block `make demo` prints: numbers in percent from metrics/*.json, DEMO ONLY on
+"""stage_support/summary.py, the block `make demo` prints: numbers in percent from metrics/*.json, DEMO ONLY on
 every line when an input was demo-only, and 'not evaluated' lines instead of a crash."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stages import summary
+from stage_support import summary
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = {"best_val_map": 0.278, "best_epoch": 6, "epochs": 8, "resumes": 1, "demo_only": True}
+TRAIN = {"best_val_map": 27.8, "best_epoch": 6, "epochs": 8, "resumes": 1, "demo_only": True}
 CLASSIFICATION = {"map": 20.94, "known_object_map": 54.1, "few5": 2.3, "few10": 2.1,
                   "num_classes": {"evaluated": 29, "few5": 5, "few10": 11}, "note": "DEMO ONLY data"}
 DETECTION = {"default": {"full": 41.7, "rare": 31.2, "non_rare": 48.0},
@@ -57,7 +57,7 @@ def test_missing_empty_or_corrupt_metrics_never_crash(tmp_path):
 
 def test_the_command_prints_the_lines_of_the_metrics_folder_it_is_given(tmp_path):
     folder = write(tmp_path / "m", train=TRAIN)
-    out = subprocess.run([sys.executable, "-m", "stages.summary", "--metrics", str(folder)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "stage_support.summary", "--metrics", str(folder)], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == summary.lines(folder)
     assert "best val mAP  27.8" in out

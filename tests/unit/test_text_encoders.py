@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.datasets.hico import hico_classes
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 from pipeline.text import encoders as text_encoders
 from pipeline.text.encoders import text_encoder
 from pipeline.text.prompts import class_prompts
@@ -70,8 +70,8 @@ def test_open_clip_tiny_random_init_is_normalised_64d_and_seeded():
 def test_open_clip_loads_a_checkpoint_path_and_an_fsspec_uri(tmp_path, monkeypatch):
     import open_clip
 
-    from pipeline import model_files
-    from pipeline.clip_configs import register_project_configs
+    from pipeline.storage import model_files
+    from pipeline.assets.clip_configs import register_project_configs
 
     monkeypatch.setattr(model_files, "MODEL_COPIES", str(tmp_path / "copies"))
     register_project_configs()
@@ -163,7 +163,7 @@ def test_building_an_encoder_loads_no_weights(monkeypatch):
 
 def test_transformers_model_dir_is_content_addressed_and_loads_from_an_fsspec_uri(
         tiny_bert_dir, tmp_path, monkeypatch):
-    from pipeline import model_files
+    from pipeline.storage import model_files
 
     monkeypatch.setattr(model_files, "MODEL_COPIES", str(tmp_path / "copies"))
     local = text_encoder("transformers", str(tiny_bert_dir), pooling="mean")

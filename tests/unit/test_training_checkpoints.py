@@ -3,7 +3,7 @@ import open_clip
 import pytest
 import torch
 
-from pipeline.clip_configs import register_project_configs
+from pipeline.assets.clip_configs import register_project_configs
 from pipeline.model import load_checkpoint
 from pipeline.training.checkpoints import convert_authors_checkpoint
 

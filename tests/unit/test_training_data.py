@@ -60,7 +60,7 @@ def test_samples_carry_targets_and_augmented_images(tmp_path):
 def test_label_out_of_range_and_empty_split_are_named(tmp_path):
     with pytest.raises(ValueError, match="image_id 1.*700"):
         split_samples(_images(tmp_path, hois=(3, 700)), "val", 600, "negative", "negative")
-    with pytest.raises(ValueError, match="split == 'test'"):
+    with pytest.raises(ValueError, match="no images of split 'test'"):
         split_samples(_images(tmp_path), "test", 600, "negative", "negative")
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pipeline.datasets.hico_vocab import hico_vocabulary
+from pipeline.classes.hico_vocab import hico_vocabulary
 
 
 def test_vocabulary_shape_and_lookups():

@@ -1,4 +1,4 @@
-"""stages/watchdog.py on its own, with real processes: after a stop signal it waits the grace and then
+"""stage_support/watchdog.py on its own, with real processes: after a stop signal it waits the grace and then
 kills the stage and what the stage started; it never kills a process that merely reuses a remembered pid;
 when the stage ends by itself it stops what the stage left behind. (tests/unit/test_console.py covers the
 watchdog as the stage console starts it, below a killed parent.)"""
@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stages import watchdog
+from stage_support import watchdog
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc through psutil")
@@ -54,7 +54,7 @@ def stage_and_watchdog(request):
     stage = subprocess.Popen([sys.executable, "-c", STAGE, str(lives)], stdout=subprocess.PIPE, text=True)
     child = int(stage.stdout.readline())
     read_fd, write_fd = os.pipe()
-    dog = subprocess.Popen([sys.executable, str(ROOT / "stages" / "watchdog.py"), str(stage.pid), str(os.getpid()),
+    dog = subprocess.Popen([sys.executable, str(ROOT / "stage_support" / "watchdog.py"), str(stage.pid), str(os.getpid()),
                             str(read_fd), str(grace)], pass_fds=[read_fd])
     os.close(read_fd)
     yield stage, child, dog, write_fd

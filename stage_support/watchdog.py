@@ -1,0 +1,144 @@
+"""A stage's watchdog: a separate small process that ends the stage and everything it started when
+`dvc repro` (the stage's parent) dies or the stage is signalled and does not stop by itself.
+
+Why a process and not a thread: a stage's main thread can sit in C code that holds the GIL (Ray's
+connect and drain calls do), and then no Python thread of the stage runs, not even a watchdog.
+
+    python stage_support/watchdog.py STAGE_PID PARENT_PID SIGNAL_FD GRACE_S
+
+The stage starts it (stage_support/console.py) with the read end of a pipe as SIGNAL_FD: the stage's C-level
+signal handler writes to the other end (``signal.set_wakeup_fd``) even while its main thread is stuck.
+PARENT_PID is `dvc repro`: the stage's parent, or its grandparent when DVC's ``sh -c`` stays between
+them (dash does not replace itself with the command); then the watchdog sends the SIGTERM that
+``PR_SET_PDEATHSIG`` cannot (the shell, the stage's parent, outlives dvc). The watchdog keeps a list of
+the stage's descendants while they are its descendants (Ray's agents are re-parented to init once their
+raylet dies), and when the parent dies, or a signal arrived and GRACE_S passed, it SIGKILLs the stage
+and that list. When the stage ends by itself, the watchdog stops whatever
+the stage left behind and exits. A stage that did not end through its console's exit path (it was
+killed) gets the outputs of its last good run put back (:mod:`stage_support.last_good`), as a failing stage
+does for itself.
+"""
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+
+POLL_S = 0.5
+STOP_SIGNALS = {1, 2, 15}  # SIGHUP, SIGINT, SIGTERM: the wake-up fd carries every handled signal's number
+
+
+def _processes(root):
+    import psutil
+
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return [root]
+
+
+def _kill(known: dict) -> None:
+    import psutil
+
+    for (pid, created), proc in list(known.items()):
+        try:
+            if proc.create_time() == created:  # the same process, not a reused pid
+                proc.kill()
+        except psutil.Error:
+            pass
+
+
+FINISHED = 0  # the byte the stage writes on the pipe when it ends through its console (stage_support/console.py)
+
+
+def _keep_last_good() -> None:
+    """Puts back the outputs of the stage's last good run (stage_support/last_good.py) after a kill."""
+    try:
+        sys.path.insert(0, str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        from stage_support import last_good
+
+        last_good.restore()
+    except Exception:  # noqa: BLE001 - nobody to tell: the stage's own exit path reports what it can
+        pass
+
+
+def _gone(stage, parent_pid: int) -> bool:
+    """``dvc repro`` (PARENT_PID) is no longer above the stage: dead, or the stage was re-parented."""
+    import psutil
+
+    try:
+        return parent_pid not in {p.pid for p in stage.parents()}
+    except psutil.Error:
+        return True
+
+
+def _terminate(stage) -> None:
+    import psutil
+
+    try:
+        stage.terminate()
+    except psutil.Error:
+        pass
+
+
+def _drain(fd: int) -> bytes:
+    """Everything still unread in the stage's pipe (the pipe outlives its writer until this end is closed)."""
+    if fd < 0:
+        return b""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    except (BlockingIOError, OSError):
+        pass
+    return data
+
+
+def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> None:
+    import psutil
+
+    finished = False  # the stage said it ended through its console's exit path (outputs in order)
+    try:
+        stage = psutil.Process(stage_pid)
+    except psutil.Error:  # gone before this process got going (killed at once?): what did it say?
+        if FINISHED not in _drain(signal_fd):
+            _keep_last_good()
+        return
+    known: dict = {}
+    deadline = None
+    while True:
+        if not stage.is_running() or stage.status() == psutil.STATUS_ZOMBIE:
+            _kill(known)  # what the stage left behind (a local Ray's agents)
+            # Its last words may still be in the pipe: read them before deciding.
+            if not finished and FINISHED not in _drain(signal_fd):  # killed (SIGKILL): DVC removed its outputs
+                _keep_last_good()
+            return
+        for proc in _processes(stage):
+            if proc.pid == os.getpid():  # the watchdog is the stage's child too
+                continue
+            try:
+                known.setdefault((proc.pid, proc.create_time()), proc)
+            except psutil.Error:
+                pass
+        if deadline is None and _gone(stage, parent_pid):
+            deadline = time.monotonic() + grace_s
+            if stage.ppid() != parent_pid:  # a shell stands between: no PR_SET_PDEATHSIG came, ask now
+                _terminate(stage)
+        ready, _, _ = select.select([signal_fd], [], [], POLL_S) if signal_fd >= 0 else ([], [], time.sleep(POLL_S))
+        if ready:
+            received = os.read(signal_fd, 64)
+            finished = finished or FINISHED in received
+            if not received:  # the stage closed its end: it is exiting
+                signal_fd = -1
+            elif deadline is None and STOP_SIGNALS & set(received):
+                deadline = time.monotonic() + grace_s
+        if deadline is not None and time.monotonic() > deadline:
+            _kill(known)
+            _keep_last_good()
+            return
+
+
+if __name__ == "__main__":
+    watch(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
