@@ -39,15 +39,7 @@ def _chunk(task: tuple) -> tuple[list, list, list, list]:
         names.append(name)
         sizes.append([im.width, im.height])
         labels.append(scenes._label_column(vocab, scene_hois, objects, rng))
-        ann = {"boxes_h": [], "boxes_o": [], "hoi": [], "object": [], "verb": []}
-        for s, box in objects:
-            for h in scene_hois[s]:
-                ann["boxes_h"].append(scenes._one_based(person))
-                ann["boxes_o"].append(scenes._one_based(box))
-                ann["hoi"].append(h)
-                ann["object"].append(int(vocab.hoi_object[h]))
-                ann["verb"].append(int(vocab.hoi_verb[h]))
-        annotation.append(ann)
+        annotation.append(scenes.image_pairs(vocab, scene_hois, person, objects))
     return names, sizes, labels, annotation
 
 

@@ -173,6 +173,19 @@ def _label_column(vocab: Vocabulary, scene_hois: list[list[int]], objects, rng) 
     return col
 
 
+def image_pairs(vocab: Vocabulary, scene_hois: list[list[int]], person: tuple[float, ...], objects) -> dict:
+    """One image's HICO-DET annotation (pocket/UPT form): a pair per HOI its scenes show."""
+    ann = {"boxes_h": [], "boxes_o": [], "hoi": [], "object": [], "verb": []}
+    for s, box in objects:
+        for h in scene_hois[s]:
+            ann["boxes_h"].append(_one_based(person))
+            ann["boxes_o"].append(_one_based(box))
+            ann["hoi"].append(h)
+            ann["object"].append(int(vocab.hoi_object[h]))
+            ann["verb"].append(int(vocab.hoi_verb[h]))
+    return ann
+
+
 def _one_based(box: tuple[float, ...]) -> list[float]:
     x1, y1, x2, y2 = box
     return [float(np.floor(x1) + 1), float(np.floor(y1) + 1), float(np.ceil(x2)), float(np.ceil(y2))]
@@ -200,15 +213,7 @@ def generate(out_dir: str | Path, vocab: Vocabulary, n_train: int = 1800, n_test
             names.append(name)
             sizes.append([im.width, im.height])
             labels.append(_label_column(vocab, scene_hois, objects, rng))
-            ann = {"boxes_h": [], "boxes_o": [], "hoi": [], "object": [], "verb": []}
-            for s, box in objects:
-                for h in scene_hois[s]:
-                    ann["boxes_h"].append(_one_based(person))
-                    ann["boxes_o"].append(_one_based(box))
-                    ann["hoi"].append(h)
-                    ann["object"].append(int(vocab.hoi_object[h]))
-                    ann["verb"].append(int(vocab.hoi_verb[h]))
-            annotation.append(ann)
+            annotation.append(image_pairs(vocab, scene_hois, person, objects))
         mat[f"anno_{split}"] = np.stack(labels, axis=1)
         mat[f"list_{split}"] = np.array([[x] for x in names], dtype=object)
         counts = np.bincount([h for a in annotation for h in a["hoi"]], minlength=len(vocab))
