@@ -25,10 +25,32 @@ compile() {
     ${LOCK_UPGRADE:+--upgrade} "$@" -o "$TMP"
 }
 compile
-# Second pass without the torch stack: torch, torchvision, and what nothing but them needs (NVIDIA/CUDA
-# libraries, triton): their names differ between releases, so they are read from the first pass.
+# Second pass without the torch stack: torch, torchvision and what nothing but them needs (the NVIDIA/CUDA
+# libraries, triton; nvidia-ml-py stays: DVCLive needs it), read from the first pass's "# via" lines.
 skip=()
-for name in $(grep -oE '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' "$TMP" | tr -d '='); do
+for name in $("$(dirname "$UV")/python" - "$TMP" <<'PY'
+import re, sys
+parents, name = {}, None
+for line in open(sys.argv[1]):
+    m = re.match(r"^([A-Za-z0-9_.\-]+)==", line)
+    if m:
+        name = m.group(1).lower()
+        parents[name] = set()
+        continue
+    m = re.match(r"^\s+#\s+(?:via\s+)?([A-Za-z0-9_.\-]+)(?:\s|$)", line)
+    if name and m and m.group(1) != "via":
+        parents[name].add(m.group(1).lower())
+torch_only = {"torch", "torchvision"}
+changed = True
+while changed:
+    changed = False
+    for pkg, via in parents.items():
+        if pkg not in torch_only and via and via <= torch_only:
+            torch_only.add(pkg)
+            changed = True
+print("\n".join(sorted(torch_only & set(parents))))
+PY
+); do
   skip+=(--no-emit-package "$name")
 done
 compile "${skip[@]}"
