@@ -11,7 +11,6 @@ process against Ray Data ``map_batches`` on one CPU (the Ray Train ingest altern
 """
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path

@@ -30,7 +30,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from pipeline.datasets.images import ImageError, read_rgb
-from pipeline.placement import DEVICES, Placement
+from pipeline.placement import Placement
 
 log = logging.getLogger(__name__)
 # Up to this many images run in-process (no Ray start-up, about 10 s here) unless Ray is asked for.
@@ -209,7 +209,7 @@ def pool_size(view, device: str, actors: int, n_batches: int) -> tuple[int, bool
     limit); else ``actors`` CPU actors. Never more actors than batches.
 
     Args:
-        view: :class:`pipeline.distributed.ClusterView` of the connected cluster.
+        view: :class:`pipeline.capacity.ClusterView` of the connected cluster.
         device: ``auto``, ``cuda`` or ``cpu`` (placement device).
         actors: the placement's actor count (the CPU pool's size).
         n_batches: batches to run.
@@ -240,7 +240,8 @@ def pool_size(view, device: str, actors: int, n_batches: int) -> tuple[int, bool
 
 
 def _on_ray(images, predictor, kwargs, placement, upright, desc):
-    from pipeline.distributed import check_resources, cluster_view, init_ray
+    from pipeline.capacity import check_resources, cluster_view
+    from pipeline.distributed import init_ray
 
     ray = init_ray(placement.ray_address or None, timeout_s=placement.connect_timeout_s)
     bs = placement.batch_size

@@ -103,7 +103,8 @@ def check_model(model: ModelConfig, text: np.ndarray) -> None:
 def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any], where: TrainPlacement,
              ray_address: str | None, connect_timeout_s: float | None = None):
     """Driver-side set-up shared by a run and a sweep: embeddings, run name, Ray, storage check."""
-    from pipeline.distributed import check_resources, check_storage_path, cluster_nodes, init_ray
+    from pipeline.capacity import check_resources
+    from pipeline.distributed import check_storage_path, cluster_nodes, init_ray
     from pipeline.training.launcher import loop_config
 
     # Read even for init: random: the head then keeps the text-init shapes (a like-for-like ablation).

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.distributed import AUTOSCALING_CONFIG_ENV, LocalHead, _free_port
+from pipeline.capacity import AUTOSCALING_CONFIG_ENV
+from pipeline.distributed import LocalHead, _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,29 +53,30 @@ DRIVER = r"""
 import json, logging, os, sys, time
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="LOG %(name)s: %(message)s")
 import pyarrow as pa
+import pipeline.capacity as c
 import pipeline.distributed as d
 from pipeline.inference.engine import pool_size, run_predictor
 from pipeline.placement import Placement
 
-d.PROGRESS_EVERY_S = 2.0  # the test's node comes in seconds, not minutes
+c.PROGRESS_EVERY_S = 2.0  # the test's node comes in seconds, not minutes
 out = {}
 ray = d.init_ray(None, timeout_s=60)
 head = ray.get_runtime_context().get_node_id()
-view = d.cluster_view()
+view = c.cluster_view()
 out["cold"] = {"nodes": view.nodes, "autoscaler": view.autoscaler, "types_known": view.types_known,
                "types": [t.__dict__ for t in view.node_types], "reachable_gpus": view.reachable_gpus()}
 out["pool_cold"] = pool_size(view, "auto", 3, 10)
 
 t = time.monotonic()
 try:
-    d.check_resources(2, 1, 1, "train: 2 Ray Train workers", "placement.train.num_workers / use_gpu")
+    c.check_resources(2, 1, 1, "train: 2 Ray Train workers", "placement.train.num_workers / use_gpu")
     out["refused"] = None
 except ValueError as e:
     out["refused"] = str(e)
 out["refused_s"] = time.monotonic() - t
 
 t = time.monotonic()
-d.check_resources(1, 1, 1, "train: 1 Ray Train workers", "placement.train.num_workers / use_gpu", timeout_s=120)
+c.check_resources(1, 1, 1, "train: 1 Ray Train workers", "placement.train.num_workers / use_gpu", timeout_s=120)
 out["waited_s"] = time.monotonic() - t
 
 @ray.remote(num_gpus=1, num_cpus=1)

@@ -455,9 +455,9 @@ def test_kuberay_node_types_match_the_manifests_and_reach_the_head(name, spec_pa
 def test_the_preflight_sees_the_gpu_nodes_a_cold_cluster_can_add(name, monkeypatch):
     """What check_resources reads on the head (aws.yaml's sizes are filled in by `ray up` from the
     instance types, into the head's ~/ray_bootstrap_config.yaml)."""
-    from pipeline import distributed
+    from pipeline import capacity
 
-    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(CLUSTER / name))
-    types, _ = distributed._declared_node_types()
+    monkeypatch.setenv(capacity.AUTOSCALING_CONFIG_ENV, str(CLUSTER / name))
+    types, _ = capacity._declared_node_types()
     gpu_types = {t: v for t, v in types.items() if v[1] >= 1 and not v[3]}
     assert gpu_types and all(v[2] >= 1 for v in gpu_types.values()), types

@@ -45,7 +45,7 @@ print('NODES', cluster_nodes(), 'CPU', ray.cluster_resources().get('CPU'))
 import time
 from ray._private import ray_constants
 from ray.experimental.internal_kv import _internal_kv_get
-from pipeline.distributed import check_resources, cluster_view
+from pipeline.capacity import check_resources, cluster_view
 deadline = time.monotonic() + 30
 while not _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS) and time.monotonic() < deadline:
     time.sleep(0.5)
@@ -165,8 +165,8 @@ def test_this_machines_tmp_is_not_shared(no_env, tmp_path):
 # --- The preflight on fixed and autoscaling clusters (the cluster's view stubbed; the real autoscaler in
 # --- tests/integration/test_autoscaling.py) ---------------------------------------------------------------
 
-from pipeline import distributed  # noqa: E402
-from pipeline.distributed import ClusterView, NodeType, ScaleUpTimeout, check_resources, scale_up_plan  # noqa: E402
+from pipeline import capacity  # noqa: E402
+from pipeline.capacity import ClusterView, NodeType, ScaleUpTimeout, check_resources, scale_up_plan  # noqa: E402
 
 GPU1, GPU8, CPU16 = NodeType("gpu", 8, 1, 4), NodeType("gpu8", 96, 8, 1), NodeType("cpu", 16, 0, None)
 
@@ -201,10 +201,10 @@ def view_seq(monkeypatch):
     """Stubs the cluster's view (one ClusterView per call, the last repeated) and the autoscaler request."""
     requests, views = [], []
     monkeypatch.delenv("DEFR_SKIP_RESOURCE_CHECK", raising=False)
-    monkeypatch.setattr(distributed, "cluster_view", lambda: views.pop(0) if len(views) > 1 else views[0])
-    monkeypatch.setattr(distributed, "_alive_node_ids", lambda: set())
-    monkeypatch.setattr(distributed, "POLL_S", 0.0)
-    monkeypatch.setattr(distributed, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(capacity, "cluster_view", lambda: views.pop(0) if len(views) > 1 else views[0])
+    monkeypatch.setattr(capacity, "_alive_node_ids", lambda: set())
+    monkeypatch.setattr(capacity, "POLL_S", 0.0)
+    monkeypatch.setattr(capacity, "PROGRESS_EVERY_S", 0.0)
     import ray.autoscaler.sdk
 
     monkeypatch.setattr(ray.autoscaler.sdk, "request_resources", lambda bundles: requests.append(bundles))
@@ -240,7 +240,7 @@ def test_an_autoscaling_cluster_waits_for_its_nodes_saying_so(view_seq, caplog):
     up = ClusterView(nodes=[(8.0, 0.0), (8.0, 1.0), (8.0, 1.0)], autoscaler=True, types_known=True)
     views += [cold(GPU1), cold(GPU1), ClusterView(nodes=[(8.0, 0.0)], node_types=[GPU1], autoscaler=True,
                                                   types_known=True, pending={"gpu": 2}), up]
-    caplog.set_level("INFO", logger="pipeline.distributed")
+    caplog.set_level("INFO", logger="pipeline.capacity")
     check_resources(2, 1, 1, "train: 2 Ray Train workers", "placement.train.num_workers", timeout_s=30)
     assert requests == [[{"CPU": 1, "GPU": 1}] * 2, []]  # asked the autoscaler, then withdrew the request
     text = caplog.text
@@ -255,7 +255,7 @@ def test_the_wait_ends_at_the_timeout_with_what_it_waited_for(view_seq):
     with pytest.raises(ScaleUpTimeout) as err:
         check_resources(1, 1, 1, "train: 1 Ray Train workers", "placement.train.num_workers", timeout_s=0)
     assert "gave up after 0 s waiting for 1 GPU node(s): 0 of 1 up, 0 pending (node type gpu)" in str(err.value)
-    assert distributed.SCALE_UP_TIMEOUT_ENV in str(err.value) and requests[-1] == []
+    assert capacity.SCALE_UP_TIMEOUT_ENV in str(err.value) and requests[-1] == []
 
 
 def test_an_autoscaler_whose_node_types_are_unknown_is_waited_for_not_refused(view_seq):
@@ -273,19 +273,19 @@ def test_skip_env_still_skips(view_seq, monkeypatch):
 
 
 def test_node_types_come_from_the_autoscaler_config_file(monkeypatch, tmp_path):
-    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(ROOT / "cluster" / "gcp.yaml"))
-    types, global_max = distributed._declared_node_types()
+    monkeypatch.setenv(capacity.AUTOSCALING_CONFIG_ENV, str(ROOT / "cluster" / "gcp.yaml"))
+    types, global_max = capacity._declared_node_types()
     assert global_max == 4
     assert types == {"ray_head_cpu": (8.0, 0.0, 4, True), "ray_worker_gpu": (8.0, 1.0, 4, False),
                      "ray_worker_gpu8": (96.0, 8.0, 1, False)}
     # A worker type whose size the cloud provider fills in: what can be added is not known here.
     bare = tmp_path / "bare.yaml"
     bare.write_text("head_node_type: h\navailable_node_types:\n  h: {resources: {}}\n  w: {resources: {}}\n")
-    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(bare))
-    assert distributed._declared_node_types() is None
-    monkeypatch.setenv(distributed.AUTOSCALING_CONFIG_ENV, str(tmp_path / "absent.yaml"))
+    monkeypatch.setenv(capacity.AUTOSCALING_CONFIG_ENV, str(bare))
+    assert capacity._declared_node_types() is None
+    monkeypatch.setenv(capacity.AUTOSCALING_CONFIG_ENV, str(tmp_path / "absent.yaml"))
     with pytest.raises(ValueError, match="absent.yaml: no such file"):
-        distributed._declared_node_types()
+        capacity._declared_node_types()
 
 
 def test_pool_asks_for_gpu_actors_when_the_cluster_can_add_gpus():
