@@ -2,10 +2,11 @@
 #   make demo   - create .venv, install what the demo runs, `dvc repro` the embedded demo, print a summary
 #   make test   - create .venv if needed, install everything (MMDetection too), run the test suite
 #   make test-fast - the unit tests plus one smoke run per stage (minutes; no MMDetection install)
-# and two more:
+# and three more:
 #   make install-detect  - add the MMDetection stack (mmcv is built from source once, ~10-17 min on 2 cores,
 #                          then cached in ~/.cache/defr-pipeline/wheels): needed by detect.backend: mmdet
-#   make bench           - the benchmarks in bench/
+#   make bench           - the benchmarks in bench/ (`python -m bench scale`, hours, only when named)
+#   make lock            - rewrite requirements.lock (what every install uses) from pyproject.toml's ranges
 VENV ?= .venv
 VENV_DIR := $(abspath $(VENV))
 PY := $(VENV_DIR)/bin/python
