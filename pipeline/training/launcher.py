@@ -2,7 +2,8 @@
 
 A re-run with the same ``run_name`` and ``storage_path`` resumes from that run's last checkpoint (Ray Train
 V2 restores by (storage_path, name)); a dead worker restarts the worker group from the last checkpoint up
-to ``max_failures`` times. :func:`forwarded_reports` hands each epoch's report to a function in this
+to ``max_failures`` times, a preempted node (spot) as often as it happens, from the checkpoint saved on its
+notice. :func:`forwarded_reports` hands each epoch's report to a function in this
 process while the run goes (the train stage's live metrics).
 """
 from __future__ import annotations
@@ -66,7 +67,12 @@ def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_na
         run_config=RunConfig(name=run_name, storage_path=storage_path, storage_filesystem=filesystem,
                              # max_failures: worker and node faults. Ray's default retries a worker group
                              # that cannot start forever; the driver checked resources, so twice is plenty.
-                             failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=2),
+                             # A reclaimed spot node is no fault: preemptions are retried without limit
+                             # (max_preemption_failures=-1), from the checkpoint the recipe saves on the
+                             # notice; the ranks that stay may finish that checkpoint without the leaving one.
+                             failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=2,
+                                                          max_preemption_failures=-1,
+                                                          relax_collectives_on_preemption=True),
                              checkpoint_config=CheckpointConfig(num_to_keep=keep), callbacks=callbacks),
     )
 
@@ -81,8 +87,10 @@ def _report_forwarder(reports):
 
     class ReportForwarder(UserCallback):
         def after_report(self, run_context, metrics, checkpoint):
-            # metrics[i] is what world rank i reported; rank 0 alone has the validation mAP
-            reports.put(dict(metrics[0]))
+            # metrics[i] is what world rank i reported; rank 0 alone has the validation mAP. A checkpoint
+            # saved mid-epoch on a preemption notice is no epoch: it does not go to the live metrics.
+            if "preemption_checkpoint_step" not in metrics[0]:
+                reports.put(dict(metrics[0]))
 
     return ReportForwarder()
 

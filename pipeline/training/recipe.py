@@ -4,6 +4,11 @@ setup data -> setup model (or resume from the last Ray Train checkpoint) -> per 
 over-sampling, augmentation, grad accumulation and bf16 autocast on GPU -> validate (sharded, gathered on
 rank 0) -> report metrics and a checkpoint (current weights, best weights so far, optimizer state,
 history) so a restarted worker group, or a re-run with the same run name, continues from there.
+
+Spot nodes: every ``NOTICE_EVERY`` optimizer steps the workers ask Ray Train whether a node of the run is
+about to be reclaimed (:func:`ray.train.get_preemption_info`); on the first notice they save a checkpoint
+at once, mid-epoch, and train on. When the node goes, Ray Train restarts the worker group (counted against
+``FailureConfig.max_preemption_failures``, not ``max_failures``) and the epoch resumes at that step.
 """
 from __future__ import annotations
 
@@ -29,6 +34,10 @@ from pipeline.training.sampling import oversample, shard
 
 STATE = "train_state.pt"
 HISTORY = "history.json"
+# Optimizer steps between two looks at Ray Train's preemption notice. Each look is a barrier of all
+# workers (a round trip to one actor, milliseconds); a notice comes 30 s (GCP) to 2 min (AWS) before the
+# node goes, and 10 steps take seconds even at 672 px.
+NOTICE_EVERY = 10
 # batch: decode + crop in the loader, the rest per batch on the device; pil: all per image in the loader;
 # auto: batch on CUDA, pil on CPU (where the "device" is the same CPU and the per-image PIL path is cheaper).
 from pipeline.choices import AUGMENT_MODES as AUGMENTATIONS
@@ -90,7 +99,8 @@ def _restore(model, optimizer, scheduler, best_dir: Path) -> dict[str, Any]:
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return {"epoch": 0, "best_map": -1.0, "best_epoch": -1, "history": [], "resumes": []}
+        return {"epoch": 0, "step": 0, "partial_loss": [0.0, 0], "best_map": -1.0, "best_epoch": -1,
+                "history": [], "resumes": []}
     with checkpoint.as_directory() as d:
         d = Path(d)
         model.load_state_dict(load_file(str(d / "model" / "model.safetensors")))
@@ -100,7 +110,13 @@ def _restore(model, optimizer, scheduler, best_dir: Path) -> dict[str, Any]:
         shutil.rmtree(best_dir, ignore_errors=True)
         shutil.copytree(d / "best", best_dir)
         state["history"] = json.loads((d / HISTORY).read_text())
-    print(f"resuming from the checkpoint of epoch {int(state['epoch']) - 1}", flush=True)
+    state.setdefault("step", 0)
+    state.setdefault("partial_loss", [0.0, 0])
+    if state["step"]:
+        print(f"resuming epoch {int(state['epoch'])} at batch {int(state['step'])} (checkpoint saved on a "
+              "preemption notice)", flush=True)
+    else:
+        print(f"resuming from the checkpoint of epoch {int(state['epoch']) - 1}", flush=True)
     state["resumes"] = list(state.get("resumes", [])) + [int(state["epoch"])]
     return state
 
@@ -117,20 +133,25 @@ def _maybe_die(cfg, rank: int, epoch: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cfg, rank, epoch, augment=None):
+def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cfg, rank, epoch, augment=None,
+                 start_step: int = 0, partial_loss=(0.0, 0), on_step=None):
+    """Trains one epoch (or its rest: ``loader`` then holds the batches from ``start_step`` on, and
+    ``partial_loss`` the loss sum and count of the steps before). ``on_step(batches_done, loss_sum, count)``
+    runs after each optimizer step (the preemption watch). Returns (mean train loss, images/s)."""
     from tqdm import tqdm
 
     model.train()
-    total, count, seen = torch.zeros((), device=device), 0, 0
+    total, count, seen = torch.full((), float(partial_loss[0]), device=device), int(partial_loss[1]), 0
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=rank != 0, mininterval=5)
-    for step, (images, targets, _) in enumerate(bar):
+    n_steps = start_step + len(loader)
+    for step, (images, targets, _) in enumerate(bar, start=start_step):
         if step == 1:
             _maybe_die(cfg, rank, epoch)
         images = augment(images, device) if augment is not None else images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        last = (step + 1) % accum == 0 or step + 1 == len(loader)
+        last = (step + 1) % accum == 0 or step + 1 == n_steps
         sync = model.no_sync() if hasattr(model, "no_sync") and not last else _null()
         with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = loss_fn(model(images).float(), targets)
@@ -142,11 +163,46 @@ def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cf
         total += loss.detach() * len(images)
         count += len(images)
         seen += len(images)
+        if last and on_step is not None and step + 1 < n_steps:
+            on_step(step + 1, total, count)
     if torch.distributed.is_initialized():
         stats = torch.stack([total, torch.tensor(float(count), device=device)])
         torch.distributed.all_reduce(stats)
         total, count = stats[0], int(stats[1].item())
     return float(total / max(count, 1)), seen / (time.perf_counter() - start)
+
+
+class PreemptionWatch:
+    """``on_step`` of :func:`_train_epoch` in a Ray Train worker: every :data:`NOTICE_EVERY` optimizer
+    steps, all workers ask :func:`ray.train.get_preemption_info` (a barrier: every rank calls it equally
+    often, which the padded shards guarantee); on the run's first notice, every rank reports and rank 0
+    saves a checkpoint of the epoch so far (weights, optimizer, scheduler, the loss sum of all ranks)."""
+
+    def __init__(self, save, rank: int, every: int = NOTICE_EVERY):
+        self.save, self.rank, self.every = save, rank, every
+        self.epoch = 0  # set by the epoch loop
+        self.optimizer_steps = 0
+        self.saved = False  # once per worker group: Ray Train restarts it when the node goes
+
+    def __call__(self, batches_done: int, loss_sum: torch.Tensor, count: int) -> None:
+        import ray.train
+
+        self.optimizer_steps += 1
+        if self.saved or self.optimizer_steps % self.every:
+            return
+        notice = ray.train.get_preemption_info()
+        if notice is None:
+            return
+        stats = torch.stack([loss_sum.detach().clone(), torch.tensor(float(count), device=loss_sum.device)])
+        if torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stats)  # rank 0's checkpoint carries the whole epoch's loss so far
+        if self.rank == 0:
+            deadline = ("no deadline" if notice.deadline_ms is None
+                        else f"{notice.deadline_ms / 1000 - time.time():.0f} s left")
+            print(f"[defr] preemption notice (nodes {notice.preempted_node_ids}, ranks {notice.preempted_ranks}, "
+                  f"{deadline}): checkpoint at epoch {self.epoch} batch {batches_done}", flush=True)
+        self.save(self.epoch, batches_done, [float(stats[0]), int(stats[1].item())])
+        self.saved = True
 
 
 class _null:
@@ -218,19 +274,43 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     best_dir = Path(tempfile.mkdtemp(prefix="defr-best-"))
     state = _restore(model, optimizer, scheduler, best_dir)
     model = ray.train.torch.prepare_model(model)
+    if rank == 0:
+        print(f"[defr] training from epoch {int(state['epoch'])} of {cfg['epochs']}: {steps * accum} batches "
+              f"per epoch on each of {world} worker(s)", flush=True)
 
     # --- epochs
+    def report_checkpoint(metrics: dict[str, Any]) -> None:
+        """Every rank reports (a barrier); rank 0 with the checkpoint of ``state`` and the current weights."""
+        checkpoint_dir = None
+        if rank == 0:
+            checkpoint_dir = Path(tempfile.mkdtemp(prefix="defr-ckpt-"))
+            _write_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, best_dir)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
+        if checkpoint_dir:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    def save_on_notice(epoch: int, batches_done: int, partial_loss: list) -> None:
+        state.update(epoch=epoch, step=batches_done, partial_loss=partial_loss)
+        # not an epoch: launcher.forwarded_reports leaves it out of the live metrics
+        report_checkpoint({"epoch": epoch, "preemption_checkpoint_step": batches_done})
+
+    watch = PreemptionWatch(save_on_notice, rank)
     for epoch in range(int(state["epoch"]), cfg["epochs"]):
         indices = shard(oversample(train_targets, cfg["min_per_class"], cfg["seed"] + epoch), rank, world,
                         cfg["batch_size"] * accum)
+        start_step, partial_loss = int(state["step"]), state["partial_loss"]
+        if rank != 0:
+            partial_loss = [0.0, 0]  # rank 0's checkpoint holds the sum over all ranks
+        # the rest of an epoch cut by a preemption: the same (seeded) order, from the step it had reached
+        indices = indices[start_step * cfg["batch_size"]:]
         train_set, collate, augment = train_data(train_uris, train_targets, mconf, cfg, indices, epoch, rank,
                                                  device)
         lr = scheduler.get_last_lr()[0]
+        watch.epoch = epoch
         loss, ips = _train_epoch(model, _loader(train_set, cfg, collate=collate), loss_fn, optimizer, scheduler,
-                                 accum, device, cfg, rank, epoch, augment)
+                                 accum, device, cfg, rank, epoch, augment, start_step, partial_loss, watch)
         scores = _validate(model, val_set, cfg, device, len(val_labels), mconf.num_classes)
         metrics = {"epoch": epoch, "train_loss": loss, "lr": lr, "images_per_s_per_worker": ips}
-        checkpoint_dir = None
         if rank == 0:
             metrics["val_map"] = float(hico_classification_map(scores, val_labels).map)
             if metrics["val_map"] > state["best_map"]:
@@ -243,10 +323,6 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             # One line per epoch for the driver's progress bar (stage_support/console.py follows the log).
             print(f"[defr] epoch {epoch + 1}/{cfg['epochs']} loss {loss:.4f} val mAP {100 * metrics['val_map']:.2f}%",
                   flush=True)
-            state["epoch"] = epoch + 1
-            checkpoint_dir = Path(tempfile.mkdtemp(prefix="defr-ckpt-"))
-            _write_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, best_dir)
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
-        if checkpoint_dir:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        state.update(epoch=epoch + 1, step=0, partial_loss=[0.0, 0])
+        report_checkpoint(metrics)
     shutil.rmtree(best_dir, ignore_errors=True)

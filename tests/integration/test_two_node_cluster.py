@@ -58,7 +58,10 @@ def ray_env(token: bool = True) -> dict[str, str]:
     drop = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(RAY_USAGE_STATS_ENABLED="0", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    # Ray Train's preemption watcher looks at the nodes being drained every second (default 5 s): the
+    # preemption test's notice reaches the workers sooner.
+    env.update(RAY_USAGE_STATS_ENABLED="0", PATH=f"{BIN}{os.pathsep}{env['PATH']}",
+               RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S="1")
     if token:
         if not TOKEN_FILE.exists():
             TOKEN_FILE.write_text(secrets.token_hex(32))
@@ -101,10 +104,14 @@ class TwoNodeCluster:
                      "--include-dashboard=false", f"--dashboard-port={dashboard}", "--disable-usage-stats",
                      *self._ports()])
         self.address = f"127.0.0.1:{gcs}"
-        self._start([f"--address={self.address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                     "--num-gpus=0", '--resources={"defr_node_2": 1}', f"--temp-dir={self.root / 'node2'}",
-                     *self._ports()])
+        self.add_node("defr_node_2")
         return self.address
+
+    def add_node(self, name: str) -> None:
+        """One more node with one CPU and the custom resource ``name``, joined to the head."""
+        self._start([f"--address={self.address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                     "--num-gpus=0", json.dumps({name: 1}).join(["--resources=", ""]),
+                     f"--temp-dir={self.root / name}", *self._ports()])
 
     def processes(self) -> list[psutil.Process]:
         found = {}
@@ -155,7 +162,7 @@ import json, ray
 ray.init(address=%r, log_to_driver=False)
 from ray._private import state
 nodes = {n["NodeID"]: sorted(k for k in n["Resources"] if k.startswith("defr_node")) for n in ray.nodes()}
-actors = [{"cls": a["ActorClassName"], "node": a["Address"]["NodeID"], "state": a["State"]}
+actors = [{"id": a["ActorID"], "cls": a["ActorClassName"], "node": a["Address"]["NodeID"], "state": a["State"]}
           for a in state.actors().values()]
 print("RESULT" + json.dumps({"nodes": nodes, "actors": actors}))
 """ % address
@@ -250,3 +257,89 @@ def test_a_driver_without_the_token_is_refused_and_one_with_it_joins(cluster):
     joined = subprocess.run([sys.executable, "-c", code, cluster.address], cwd=ROOT, env=ray_env(),
                             capture_output=True, text=True, timeout=120)
     assert joined.returncode == 0 and "JOINED 2" in joined.stdout, joined.stderr[-2000:]
+
+
+def drain_for_preemption(address: str, node_id: str, deadline_s: float) -> None:
+    """Tells the GCS that ``node_id`` will be reclaimed in ``deadline_s`` seconds, as the autoscaler does
+    on a spot instance's interruption notice (``ray drain-node --reason DRAIN_NODE_REASON_PREEMPTION``)."""
+    code = """
+import sys, time, ray
+from ray.core.generated import autoscaler_pb2
+gcs = ray._raylet.GcsClient(address=sys.argv[1])
+reason = autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
+accepted, why = gcs.drain_node(sys.argv[2], reason, "spot interruption (test)", int((time.time() + float(sys.argv[3])) * 1000))
+assert accepted, why
+"""
+    out = subprocess.run([sys.executable, "-c", code, address, node_id, str(deadline_s)], env=ray_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def wait_for_line(path: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> str:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        log = path.read_text(errors="replace") if path.exists() else ""
+        if text in log:
+            return log
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"no {text!r} in {path} (stage exit {proc.poll()}):\n{log[-3000:]}")
+
+
+# Last in this module: it drains (and so ends) node 2 of the shared cluster.
+def test_a_preempted_node_gets_a_checkpoint_on_notice_and_the_epoch_resumes_on_the_nodes_left(
+        cluster, train_inputs, tmp_path):
+    """A spot node's interruption notice while the two workers train: the workers save a checkpoint at
+    once, mid-epoch; at the deadline Ray Train restarts them on the nodes left (a third node stands in for
+    the autoscaler's replacement) and the epoch goes on from that step, not from its start."""
+    cluster.add_node("defr_node_3")
+    shared = tmp_path / "shared"
+    p = train_params(shared, shared / "ray_results")
+    # one epoch long enough (over-sampled to ~7,000 images: ~880 batches of 4 per worker, ~30 s here) for the
+    # notice and its deadline to fall inside it
+    p["train"].update(epochs=1, min_per_class=300, batch_size=4, global_batch=8)
+    p["placement"]["train"]["run_name"] = "preempted"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p))
+    out = tmp_path / "out"
+    env = ray_env() | {"RAY_ADDRESS": cluster.address, SHARED_STORAGE_ENV: str(shared),
+                       "DEFR_LOG_DIR": str(out / "logs")}
+    args = [sys.executable, "-m", "stages.train", "--params", str(params), "--images",
+            str(train_inputs["images"]), "--text-embeddings", str(train_inputs["text"]), "--model-out",
+            str(out / "model"), "--history", str(out / "history.csv"), "--metrics", str(out / "metrics.json")]
+    log_file = out / "logs" / "train.log"
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log = wait_for_line(log_file, "batches per epoch", proc, 300)
+        batches = int(log.split("batches per epoch")[0].rsplit(":", 1)[1].split()[0])
+        info = query_cluster(cluster.address)
+        head = next(n for n, names in info["nodes"].items() if names == ["defr_node_head"])
+        workers = [a["node"] for a in info["actors"] if a["cls"] == "RayTrainWorker" and a["state"] == "ALIVE"]
+        assert len(workers) == 2, info["actors"]
+        reclaimed = next(n for n in workers if n != head)  # two workers, one CPU per node: one is not the head
+        drain_for_preemption(cluster.address, reclaimed, deadline_s=6)
+        stdout, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_file.read_text(errors="replace")
+    assert proc.returncode == 0, stdout[-3000:] + log[-3000:]
+
+    # one notice (a line may show twice in the log: Ray forwards worker output to the driver and its log)
+    notice = sorted({ln for ln in log.splitlines() if "[defr] preemption notice" in ln})
+    assert len(notice) == 1, log[-4000:]
+    at_epoch, at_batch = (int(x) for x in notice[0].rsplit("checkpoint at epoch ", 1)[1].split(" batch "))
+    assert at_epoch == 0 and 0 < at_batch < batches, notice
+    assert f"resuming epoch 0 at batch {at_batch} " in log, log[-4000:]
+    assert "resuming from the checkpoint of epoch" not in log  # not back to an epoch's start
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["resumes"] == 1, metrics
+    with open(out / "history.csv") as f:
+        assert [row.split(",")[0] for row in f.read().splitlines()[1:]] == ["0"]
+    # the restarted workers (the ones the GCS did not know at the notice) ran on the nodes left
+    known = {a["id"] for a in info["actors"]}
+    restarted = [a["node"] for a in query_cluster(cluster.address)["actors"]
+                 if a["cls"] == "RayTrainWorker" and a["id"] not in known]
+    assert len(restarted) == 2 and reclaimed not in restarted, restarted
