@@ -11,6 +11,10 @@ VENV ?= .venv
 VENV_DIR := $(abspath $(VENV))
 PY := $(VENV_DIR)/bin/python
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): a test spends about half its time waiting on Ray, DVC or a subprocess, so
+# two share 2 cores well; the tests of the session's pipeline run stay in one (tests/conftest.py).
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 LOGS ?= logs
 
 # DVC runs stage commands with the first `python` on PATH: put the venv first.
@@ -60,13 +64,13 @@ demo: install
 # make test: everything (what CI runs). DEFR_TEST_STRICT=1: what it installed (MMDetection, moto) must be
 # importable, a skip would hide a broken install. Ends with the 15 slowest tests and the suite's wall time.
 test: install-dev install-detect
-	@start=$$(date +%s); DEFR_TEST_STRICT=1 $(PY) -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	@start=$$(date +%s); DEFR_TEST_STRICT=1 $(PY) -m pytest $(XDIST) --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  echo "test: the suite took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 # make test-fast: the unit tests plus one quick run per stage (marker smoke), a few minutes; no MMDetection
 # (DEFR_TEST_STRICT=0: what it does not install is skipped with the reason, also where CI=true).
 test-fast: install-dev
-	@start=$$(date +%s); DEFR_TEST_STRICT=0 $(PY) -m pytest -m "(smoke or not integration) and not slow" --durations=15 \
+	@start=$$(date +%s); DEFR_TEST_STRICT=0 $(PY) -m pytest $(XDIST) -m "(smoke or not integration) and not slow" --durations=15 \
 	  $(PYTEST_ARGS); rc=$$?; echo "test-fast: the suite took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 bench: install-dev install-detect

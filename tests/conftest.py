@@ -83,6 +83,7 @@ def load_calls(monkeypatch) -> list[str]:
     return calls
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     import torch
 
@@ -90,6 +91,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "integration" in Path(str(item.fspath)).parts and "integration" not in item.keywords:
             item.add_marker(pytest.mark.integration)
+    # pytest-xdist (`make test` runs two processes, --dist loadgroup): every test of the session's pipeline
+    # run goes to one process, so that run (and its DVC cache) is made once, not once per process.
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if "pipeline_run" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group("pipeline_run"))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible")

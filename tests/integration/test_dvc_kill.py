@@ -65,25 +65,34 @@ def model_files(repo: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the stage's processes")
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(pipeline_run, tmp_path, sig):
-    # The session's pipeline run, cloned: embed_text's outputs are there; train (6 epochs now) is to run.
-    repo = clone_project(pipeline_run, tmp_path / "project")
-    # its own local Ray (started below the stage, so the kill must end it too), not the session's shared one
-    edit_params(repo, {"train.epochs": 6, "train.restart_epochs": 6, "placement.ray_address": ""})
-    last_good = model_files(repo)  # the 1-epoch model of the session run: the last good one
-    assert last_good, "the session run left no model to keep"
+def checkpoints(runs: Path) -> set[str]:
+    """The checkpoints Ray Train's snapshots list (an epoch's checkpoint counts once listed there: its
+    folder appears earlier)."""
+    found = set()
+    for snapshot in runs.glob("*/checkpoint_manager_snapshot.json"):
+        try:
+            results = json.loads(snapshot.read_text())["checkpoint_results"]
+        except (OSError, ValueError, KeyError):  # being rewritten: the next look sees it
+            continue
+        found |= {f"{snapshot.parent.name}/{r['checkpoint_dir_name']}" for r in results}
+    return found
+
+
+def kill_during_training(repo: Path, sig: signal.Signals) -> None:
+    """Starts `dvc repro train`, sends ``sig`` to dvc once the run has a checkpoint it did not have before,
+    and checks that every process below dvc is gone and the last good model is back in place."""
+    last_good = model_files(repo)
+    assert last_good, "no model to keep"
+    runs = repo / "runs"
+    before = checkpoints(runs)
     proc = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "train"], cwd=repo,
                             env={**env(), "DEFR_STOP_GRACE_S": GRACE_S},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    runs = repo / "runs"
     deadline = time.monotonic() + 600
     tree: set[int] = set()
     while time.monotonic() < deadline and proc.poll() is None:
         tree |= descendants(proc.pid)
-        # An epoch's checkpoint counts once Ray Train's snapshot lists it (the folder appears earlier).
-        if any("checkpoint_" in s.read_text() for s in runs.glob("*/checkpoint_manager_snapshot.json")):
+        if checkpoints(runs) - before:
             break
         time.sleep(0.5)
     assert proc.poll() is None, f"training ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
@@ -101,10 +110,23 @@ def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(pipeline
     log = (repo / "logs" / "train.log").read_text()[-3000:] if (repo / "logs" / "train.log").exists() else ""
     assert not left, f"processes left running after {sig.name} to dvc: {[cmdline(p)[:60] for p in left]}\n{log}"
     # The killed run published no model, and the last good one is back (DVC had removed it before the run).
-    assert model_files(repo) == last_good, "models/defr is not the last good model after the kill"
+    assert model_files(repo) == last_good, f"models/defr is not the last good model after {sig.name}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the stage's processes")
+def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(pipeline_run, tmp_path):
+    """SIGTERM (Ctrl-C's cousin, what a CI runner sends) and then SIGKILL (OOM killer, `kill -9`) to dvc in
+    the middle of training, one after the other on one project: the second run resumes the first's
+    checkpoint and is killed after its own next one; the third finishes, resumed twice."""
+    # The session's pipeline run, cloned: embed_text's outputs are there; train (6 epochs now) is to run.
+    repo = clone_project(pipeline_run, tmp_path / "project")
+    # its own local Ray (started below the stage, so the kill must end it too), not the session's shared one
+    edit_params(repo, {"train.epochs": 6, "train.restart_epochs": 6, "placement.ray_address": ""})
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        kill_during_training(repo, sig)
 
     rerun = dvc("repro", "train", cwd=repo)
     metrics = json.loads((repo / "metrics" / "train.json").read_text())
-    assert metrics["resumes"] >= 1 and metrics["epochs"] == 6, (metrics, rerun.stdout[-2000:])
+    assert metrics["resumes"] == 2 and metrics["epochs"] == 6, (metrics, rerun.stdout[-2000:])
     history = (repo / "plots" / "train" / "history.csv").read_text().splitlines()
     assert [h.split(",")[0] for h in history[1:]] == [str(e) for e in range(6)]

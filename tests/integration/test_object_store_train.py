@@ -29,7 +29,8 @@ def params(storage_path: str) -> str:
 
 def fresh_ray() -> None:
     """Stops a Ray that this test process started earlier, so the next local Ray (and its workers)
-    starts with the AWS_* variables the fixture exported."""
+    starts with the AWS_* variables the fixture exported. The three runs of the test share that Ray (the
+    stage joins a Ray its process already has): each run is a new Ray Train run either way."""
     import ray
 
     if ray.is_initialized():
@@ -42,21 +43,24 @@ def run_train(tmp_path, prepared, emb, storage_path: str, monkeypatch, tag: str)
     (work / "params.yaml").write_text(params(storage_path))
     marker = work / "killed.txt"
     monkeypatch.setenv("DEFR_FAULT_INJECTION", f"0:1:{marker}")  # SIGKILL the worker in epoch 1, once
-    fresh_ray()
-    try:
-        metrics = train.main(["--params", str(work / "params.yaml"), "--images", str(prepared / "images.parquet"),
-                              "--text-embeddings", str(emb), "--model-out", str(work / "model"),
-                              "--history", str(work / "history.csv"), "--metrics", str(work / "metrics.json")])
-    finally:
-        fresh_ray()
+    metrics = train.main(["--params", str(work / "params.yaml"), "--images", str(prepared / "images.parquet"),
+                          "--text-embeddings", str(emb), "--model-out", str(work / "model"),
+                          "--history", str(work / "history.csv"), "--metrics", str(work / "metrics.json")])
     assert marker.exists(), f"{tag}: the fault hook never fired"
     assert metrics["resumes"] == 1 and metrics["epochs"] == PARAMS["epochs"], metrics
     return metrics | {"dir": work}
 
 
+@pytest.fixture
+def own_ray():
+    fresh_ray()
+    yield
+    fresh_ray()
+
+
 @pytest.mark.timeout(900)
 def test_checkpoints_in_a_bucket_survive_a_killed_worker_and_match_local_storage(
-        s3, prepared_demo, tmp_path, monkeypatch):
+        s3, prepared_demo, tmp_path, monkeypatch, own_ray):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
     bucket = s3.new_bucket()
@@ -87,12 +91,8 @@ def test_checkpoints_in_a_bucket_survive_a_killed_worker_and_match_local_storage
     again_dir = tmp_path / "again"
     again_dir.mkdir()
     (again_dir / "params.yaml").write_text(params(f"s3://{bucket}/runs"))
-    fresh_ray()
-    try:
-        again = train.main(["--params", str(again_dir / "params.yaml"), "--images",
-                            str(prepared_demo / "images.parquet"), "--text-embeddings", str(emb),
-                            "--model-out", str(again_dir / "model"), "--history", str(again_dir / "h.csv"),
-                            "--metrics", str(again_dir / "m.json")])
-    finally:
-        fresh_ray()
+    again = train.main(["--params", str(again_dir / "params.yaml"), "--images",
+                        str(prepared_demo / "images.parquet"), "--text-embeddings", str(emb),
+                        "--model-out", str(again_dir / "model"), "--history", str(again_dir / "h.csv"),
+                        "--metrics", str(again_dir / "m.json")])
     assert again["run"] == run and again["best_val_map"] == in_bucket["best_val_map"]
