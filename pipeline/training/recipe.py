@@ -136,8 +136,8 @@ def _maybe_die(cfg, rank: int, epoch: int) -> None:
 def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cfg, rank, epoch, augment=None,
                  start_step: int = 0, partial_loss=(0.0, 0), on_step=None):
     """Trains one epoch (or its rest: ``loader`` then holds the batches from ``start_step`` on, and
-    ``partial_loss`` the loss sum and count of the steps before). ``on_step(batches_done, loss_sum, count)``
-    runs after each optimizer step (the preemption watch). Returns (mean train loss, images/s)."""
+    ``partial_loss`` the loss sum and count of the steps before). ``on_step(epoch, batches_done, loss_sum,
+    count)`` runs after each optimizer step but the epoch's last (the preemption watch). Returns (mean train loss, images/s)."""
     from tqdm import tqdm
 
     model.train()
@@ -164,7 +164,7 @@ def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cf
         count += len(images)
         seen += len(images)
         if last and on_step is not None and step + 1 < n_steps:
-            on_step(step + 1, total, count)
+            on_step(epoch, step + 1, total, count)
     if torch.distributed.is_initialized():
         stats = torch.stack([total, torch.tensor(float(count), device=device)])
         torch.distributed.all_reduce(stats)
@@ -180,11 +180,10 @@ class PreemptionWatch:
 
     def __init__(self, save, rank: int, every: int = NOTICE_EVERY):
         self.save, self.rank, self.every = save, rank, every
-        self.epoch = 0  # set by the epoch loop
         self.optimizer_steps = 0
         self.saved = False  # once per worker group: Ray Train restarts it when the node goes
 
-    def __call__(self, batches_done: int, loss_sum: torch.Tensor, count: int) -> None:
+    def __call__(self, epoch: int, batches_done: int, loss_sum: torch.Tensor, count: int) -> None:
         import ray.train
 
         self.optimizer_steps += 1
@@ -200,8 +199,8 @@ class PreemptionWatch:
             deadline = ("no deadline" if notice.deadline_ms is None
                         else f"{notice.deadline_ms / 1000 - time.time():.0f} s left")
             print(f"[defr] preemption notice (nodes {notice.preempted_node_ids}, ranks {notice.preempted_ranks}, "
-                  f"{deadline}): checkpoint at epoch {self.epoch} batch {batches_done}", flush=True)
-        self.save(self.epoch, batches_done, [float(stats[0]), int(stats[1].item())])
+                  f"{deadline}): checkpoint at epoch {epoch} batch {batches_done}", flush=True)
+        self.save(epoch, batches_done, [float(stats[0]), int(stats[1].item())])
         self.saved = True
 
 
@@ -306,7 +305,6 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         train_set, collate, augment = train_data(train_uris, train_targets, mconf, cfg, indices, epoch, rank,
                                                  device)
         lr = scheduler.get_last_lr()[0]
-        watch.epoch = epoch
         loss, ips = _train_epoch(model, _loader(train_set, cfg, collate=collate), loss_fn, optimizer, scheduler,
                                  accum, device, cfg, rank, epoch, augment, start_step, partial_loss, watch)
         scores = _validate(model, val_set, cfg, device, len(val_labels), mconf.num_classes)

@@ -195,11 +195,17 @@ def text_embeddings(path: Path, dim: int = 32) -> Path:
     return path
 
 
-def run_train(address: str, params: Path, inputs: dict[str, Path], out: Path, shared: Path):
+def train_command(address: str, params: Path, inputs: dict[str, Path], out: Path, shared: Path):
+    """(argv, env) of the train stage joining the cluster at ``address``, as `dvc repro` runs it there."""
     env = ray_env() | {"RAY_ADDRESS": address, SHARED_STORAGE_ENV: str(shared), "DEFR_LOG_DIR": str(out / "logs")}
     args = [sys.executable, "-m", "stages.train", "--params", str(params), "--images", str(inputs["images"]),
             "--text-embeddings", str(inputs["text"]), "--model-out", str(out / "model"),
             "--history", str(out / "history.csv"), "--metrics", str(out / "metrics.json")]
+    return args, env
+
+
+def run_train(address: str, params: Path, inputs: dict[str, Path], out: Path, shared: Path):
+    args, env = train_command(address, params, inputs, out, shared)
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -303,11 +309,7 @@ def test_a_preempted_node_gets_a_checkpoint_on_notice_and_the_epoch_resumes_on_t
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(p))
     out = tmp_path / "out"
-    env = ray_env() | {"RAY_ADDRESS": cluster.address, SHARED_STORAGE_ENV: str(shared),
-                       "DEFR_LOG_DIR": str(out / "logs")}
-    args = [sys.executable, "-m", "stages.train", "--params", str(params), "--images",
-            str(train_inputs["images"]), "--text-embeddings", str(train_inputs["text"]), "--model-out",
-            str(out / "model"), "--history", str(out / "history.csv"), "--metrics", str(out / "metrics.json")]
+    args, env = train_command(cluster.address, params, train_inputs, out, shared)
     log_file = out / "logs" / "train.log"
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -70,7 +70,8 @@ def test_an_epoch_resumed_at_the_notice_ends_as_the_uncut_epoch(tmp_path):
 
     saved, calls = {}, []
 
-    def on_step(done, loss_sum, count):  # what the checkpoint on a notice holds
+    def on_step(epoch_index, done, loss_sum, count):  # what the checkpoint on a notice holds
+        assert epoch_index == 0
         calls.append(done)
         if done == CUT:
             saved.update(model=copy.deepcopy(model.state_dict()), opt=copy.deepcopy(opt.state_dict()),
@@ -84,10 +85,14 @@ def test_an_epoch_resumed_at_the_notice_ends_as_the_uncut_epoch(tmp_path):
     assert calls == [2, 4]
     assert saved["partial"][1] == CUT * BATCH and saved["partial"][0] > 0
 
-    model, opt, sched = setup()
-    model.load_state_dict(saved["model"])
-    opt.load_state_dict(saved["opt"])
-    sched.load_state_dict(saved["sched"])
+    def restored():
+        model, opt, sched = setup()
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        return model, opt, sched
+
+    model, opt, sched = restored()
     loss_resumed, _ = epoch(model, opt, sched, order[CUT * BATCH:], CUT, saved["partial"], rng=saved["rng"])
 
     assert abs(loss_resumed - loss_uncut) < 1e-6 * abs(loss_uncut)
@@ -95,9 +100,6 @@ def test_an_epoch_resumed_at_the_notice_ends_as_the_uncut_epoch(tmp_path):
         torch.testing.assert_close(value, weights_uncut[name], rtol=0, atol=0, msg=name)
 
     # resuming from the epoch's start instead (what an epoch-only checkpoint would do) is not the same run
-    model, opt, sched = setup()
-    model.load_state_dict(saved["model"])
-    opt.load_state_dict(saved["opt"])
-    sched.load_state_dict(saved["sched"])
+    model, opt, sched = restored()
     loss_restarted, _ = epoch(model, opt, sched, order)
     assert loss_restarted != loss_uncut
