@@ -31,8 +31,8 @@ from pipeline.storage.filesystems import (arrow_filesystem, check_access, errors
 __all__ = ["DRIVERS", "AccessDenied", "BucketNotFound", "DriverMissing", "StorageError", "StoreUnreachable",
            "absolute_uris", "arrow_filesystem", "atomic_path", "check_access", "exists", "filesystem",
            "is_local", "join", "local_path", "open_file", "parquet_metadata", "protocol", "read_parquet",
-           "remove_stale_temps", "require_driver", "storage_options", "write_json", "write_parquet",
-           "write_text"]
+           "remove_stale_temps", "require_driver", "scratch_dir", "storage_options", "write_json",
+           "write_parquet", "write_text"]
 
 
 def join(root: str, *parts: str) -> str:
@@ -98,6 +98,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def scratch_dir(name: str) -> Path:
+    """A new private folder of this process in the system's temp dir, for files that live only while it runs.
+
+    Named like :func:`atomic_path`'s temporaries (``.<name>.<host>-<pid>.*.tmp``), so that the next call
+    removes the folders that killed processes left (a SIGKILLed or preempted Ray Train worker never reaches
+    its cleanup; a real model's weights are gigabytes). The caller removes its own folder when done.
+    """
+    path = Path(tempfile.gettempdir()) / name
+    remove_stale_temps(path)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent))
 
 
 @contextlib.contextmanager

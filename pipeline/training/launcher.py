@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import shutil
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,7 +61,8 @@ def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_na
     # for pyarrow, after a probe that fails in seconds on a wrong credential or bucket; a local path None.
     filesystem, storage_path = storage.arrow_filesystem(storage_path, "placement.train.storage_path")
     resources = {"CPU": cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
-    return TorchTrainer(
+    trainer_class = _trainer_without_state_api(TorchTrainer) if _no_dashboard_here() else TorchTrainer
+    return trainer_class(
         train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
@@ -75,6 +77,55 @@ def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_na
                                                           relax_collectives_on_preemption=True),
                              checkpoint_config=CheckpointConfig(num_to_keep=keep), callbacks=callbacks),
     )
+
+
+def _no_dashboard_here() -> bool:
+    """True where the connected Ray surely has no dashboard: this process runs on the head node and nothing
+    listens at the dashboard address the head published (a local Ray of a stage or of `make demo`, started
+    without ``ray[default]``). On a cluster node started by ``ray start`` with the dashboard, or from a
+    driver on another node (which cannot tell), False.
+    """
+    import ray
+    from ray._common.constants import HEAD_NODE_RESOURCE_NAME
+    from ray._private import ray_constants
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    if not ray.is_initialized():
+        return False
+    here = ray.get_runtime_context().get_node_id()
+    if not any(n["NodeID"] == here and HEAD_NODE_RESOURCE_NAME in n["Resources"] for n in ray.nodes() if n["Alive"]):
+        return False
+    address = _internal_kv_get(ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD)
+    return address is None or not listening(address.decode())
+
+
+def listening(address: str, timeout_s: float = 2) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+CLEANER_CALLBACK = "PlacementGroupCleanerCallback"
+
+
+def _trainer_without_state_api(trainer_class):
+    """``trainer_class`` without Ray Train's placement-group cleaner, for a Ray without a dashboard.
+
+    The cleaner (Ray 2.60) is a detached actor that asks the dashboard's state API every second whether the
+    controller still lives, to remove its placement group if it died. Without a dashboard each question
+    blocks 40 s and then ends the cleaner's thread with an error it does not catch: it never cleans, yet a
+    run that ends within that time waits 12-16 s at its end for the blocked thread (every short run: each
+    test, `make demo`). Dropping it loses nothing that worked there.
+    """
+    class TrainerWithoutStateApi(trainer_class):
+        def _create_default_callbacks(self):
+            return [c for c in super()._create_default_callbacks() if type(c).__name__ != CLEANER_CALLBACK]
+
+    return TrainerWithoutStateApi
 
 
 def _report_forwarder(reports):

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -270,7 +269,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=max(1, int(cfg["restart_epochs"] * steps)))
-    best_dir = Path(tempfile.mkdtemp(prefix="defr-best-"))
+    best_dir = storage.scratch_dir("defr-best")
     state = _restore(model, optimizer, scheduler, best_dir)
     model = ray.train.torch.prepare_model(model)
     if rank == 0:
@@ -282,7 +281,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         """Every rank reports (a barrier); rank 0 with the checkpoint of ``state`` and the current weights."""
         checkpoint_dir = None
         if rank == 0:
-            checkpoint_dir = Path(tempfile.mkdtemp(prefix="defr-ckpt-"))
+            checkpoint_dir = storage.scratch_dir("defr-ckpt")
             _write_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, best_dir)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
         if checkpoint_dir:

@@ -3,8 +3,9 @@
 A head and a second node join over loopback, each with its own temp dir, ports, one CPU and a custom
 resource naming it. `python -m stages.train` runs as a subprocess with ``RAY_ADDRESS`` pointing at the
 head, as `dvc repro` runs it on a cluster; each of its two workers needs one CPU, so they can only fit
-one per node. The test checks from the GCS actor table that the two workers ran on different nodes,
-that the checkpoint is in the shared storage path, and that a node-local storage path is refused.
+one per node. The tests check from the GCS actor table that the two workers ran on different nodes
+and that the checkpoints are in the shared storage path (the preemption test, which adds a third node and
+then drains one with a spot notice mid-epoch), and that a node-local storage path is refused.
 The cluster runs with Ray's token authentication on, as the shipped cluster configs do: a driver without
 the token is refused, the stage (given the token file) joins.
 Only the processes this test started are stopped (by process group), never other Ray instances.
@@ -214,34 +215,6 @@ def train_inputs(prepared_demo, tmp_path) -> dict[str, Path]:
     return {"images": prepared_demo / "images.parquet", "text": text_embeddings(tmp_path / "text.parquet")}
 
 
-def test_train_stage_spreads_over_two_nodes_and_checkpoints_to_shared_storage(cluster, train_inputs, tmp_path,
-                                                                              record_property):
-    shared = tmp_path / "shared"  # one filesystem for both nodes here, declared shared like an NFS mount
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(train_params(shared, shared / "ray_results")))
-    t0 = time.perf_counter()
-    done = run_train(cluster.address, params, train_inputs, tmp_path / "out", shared)
-    t_train = time.perf_counter() - t0
-    assert done.returncode == 0, done.stdout[-3000:] + (tmp_path / "out" / "logs" / "train.log").read_text()[-3000:]
-
-    info = query_cluster(cluster.address)
-    assert sorted(sum(info["nodes"].values(), [])) == ["defr_node_2", "defr_node_head"]
-    workers = [a for a in info["actors"] if a["cls"] == "RayTrainWorker"]
-    assert len(workers) == 2, info["actors"]
-    assert {tuple(info["nodes"][w["node"]]) for w in workers} == {("defr_node_head",), ("defr_node_2",)}
-
-    # The run's checkpoint is in the shared storage path, and the stage exported the model from it.
-    checkpoints = [p for p in (shared / "ray_results").rglob("checkpoint_*") if p.is_dir()]
-    assert checkpoints and any(any(c.iterdir()) for c in checkpoints)
-    assert (tmp_path / "out" / "model").is_dir() and any((tmp_path / "out" / "model").iterdir())
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["epochs"] == 1
-
-    figures = {"train_stage_s": round(t_train, 1), "checkpoints": len(checkpoints)}
-    record_property("two_node", figures)
-    print("two-node figures:", figures)
-
-
 def test_node_local_storage_path_is_refused_on_two_nodes(cluster, train_inputs, tmp_path):
     shared = tmp_path / "shared"
     params = tmp_path / "params.yaml"
@@ -296,9 +269,10 @@ def wait_for_line(path: Path, text: str, proc: subprocess.Popen, timeout_s: floa
 # Last in this module: it drains (and so ends) node 2 of the shared cluster.
 def test_a_preempted_node_gets_a_checkpoint_on_notice_and_the_epoch_resumes_on_the_nodes_left(
         cluster, train_inputs, tmp_path):
-    """A spot node's interruption notice while the two workers train: the workers save a checkpoint at
-    once, mid-epoch; at the deadline Ray Train restarts them on the nodes left (a third node stands in for
-    the autoscaler's replacement) and the epoch goes on from that step, not from its start."""
+    """The train stage spreads its two workers over two nodes and checkpoints to the shared storage path;
+    a spot node's interruption notice while they train: the workers save a checkpoint at once, mid-epoch;
+    at the deadline Ray Train restarts them on the nodes left (a third node stands in for the autoscaler's
+    replacement) and the epoch goes on from that step, not from its start."""
     cluster.add_node("defr_node_3")
     shared = tmp_path / "shared"
     p = train_params(shared, shared / "ray_results")
@@ -319,7 +293,9 @@ def test_a_preempted_node_gets_a_checkpoint_on_notice_and_the_epoch_resumes_on_t
         head = next(n for n, names in info["nodes"].items() if names == ["defr_node_head"])
         workers = [a["node"] for a in info["actors"] if a["cls"] == "RayTrainWorker" and a["state"] == "ALIVE"]
         assert len(workers) == 2, info["actors"]
-        reclaimed = next(n for n in workers if n != head)  # two workers, one CPU per node: one is not the head
+        # two workers, one CPU per node: they run on two nodes, and one of them is not the head
+        assert len(set(workers)) == 2, workers
+        reclaimed = next(n for n in workers if n != head)
         drain_for_preemption(cluster.address, reclaimed, deadline_s=6)
         stdout, _ = proc.communicate(timeout=600)
     finally:
@@ -338,6 +314,10 @@ def test_a_preempted_node_gets_a_checkpoint_on_notice_and_the_epoch_resumes_on_t
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["resumes"] == 1, metrics
+    # the run's checkpoints are in the shared storage path, and the stage exported the model from there
+    checkpoints = [p for p in (shared / "ray_results").rglob("checkpoint_*") if p.is_dir()]
+    assert checkpoints and any(any(c.iterdir()) for c in checkpoints)
+    assert (out / "model" / "model.safetensors").is_file()
     with open(out / "history.csv") as f:
         assert [row.split(",")[0] for row in f.read().splitlines()[1:]] == ["0"]
     # the restarted workers (the ones the GCS did not know at the notice) ran on the nodes left

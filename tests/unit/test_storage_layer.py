@@ -220,3 +220,24 @@ def test_stale_temporaries_of_dead_writers_go_and_others_stay(tmp_path):
     assert artifact.read_text() == "complete" and not (tmp_path / names["dead"]).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([artifact.name, *(n for k, n in names.items()
                                                                                   if k != "dead")])
+
+
+def test_a_scratch_dir_is_private_and_clears_what_killed_processes_left(tmp_path, monkeypatch):
+    """The training workers' folders for the best weights and checkpoints in the making: a worker killed
+    mid-run leaves its folder, which the next one removes; a live process's folder stays."""
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = storage._writer_tag(0)[:-2]
+    left = tmp_path / f".defr-best.{host}-{dead.pid}.abc.tmp"
+    left.mkdir()
+    (left / "model.safetensors").write_bytes(b"weights")
+    first = storage.scratch_dir("defr-best")
+    second = storage.scratch_dir("defr-best")
+    assert not left.exists()
+    assert first != second and first.is_dir() and second.is_dir() and first.parent == tmp_path
+    assert first.name.startswith(f".defr-best.{host}-{os.getpid()}.")  # this process's: kept
