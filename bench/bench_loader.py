@@ -90,7 +90,9 @@ def ray_data_against_dataloader(path: str, size: int, n: int = 512, batch: int =
     import logging
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset progress lines
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    from pipeline.distributed import init_ray
+
+    init_ray(None, num_cpus=1)  # a local Ray of its own: loopback only, token authentication
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         ds = ray.data.from_items([{"path": path}] * n).map_batches(crops, batch_size=batch)

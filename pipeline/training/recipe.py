@@ -68,6 +68,11 @@ def _loader(dataset, cfg, shuffle=False, collate=None):
                                        persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of one rank's random draws in one epoch."""
+    return int(seed) * 1_000_003 + epoch * 1009 + rank
+
+
 def train_data(uris: list[str], targets: np.ndarray, mconf: ModelConfig, cfg: dict[str, Any], indices,
                epoch: int, rank: int, device: torch.device):
     """(dataset, collate, on-device augmentation or None) of one epoch, by ``cfg["augment"]``.
@@ -86,7 +91,7 @@ def train_data(uris: list[str], targets: np.ndarray, mconf: ModelConfig, cfg: di
         transform = train_transform(mconf, cfg["crop_scale"], cfg["jitter"])
         return ImageDataset(uris, targets, transform, indices), None, None
     reader = CropReader(mconf.image_size, cfg["crop_scale"], cfg.get("decode", "loader"))
-    generator = torch.Generator().manual_seed(int(cfg["seed"]) * 1_000_003 + epoch * 1009 + rank)
+    generator = torch.Generator().manual_seed(epoch_seed(cfg["seed"], epoch, rank))
     return (ImageDataset(uris, targets, reader, indices, read=read_bytes), collate_crops,
             BatchAugmentation(mconf.image_size, mconf.mean, mconf.std, cfg["jitter"], generator))
 
@@ -301,6 +306,10 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             partial_loss = [0.0, 0]  # rank 0's checkpoint holds the sum over all ranks
         # the rest of an epoch cut by a preemption: the same (seeded) order, from the step it had reached
         indices = indices[start_step * cfg["batch_size"]:]
+        # The PIL path's crops, flips and jitter and the loader workers' seeds draw from torch's global RNG:
+        # seeded per epoch and rank, a run resumed at an epoch's start (a killed worker) draws what the uncut
+        # run drew there, instead of restarting the sequence the first epoch drew.
+        torch.manual_seed(epoch_seed(cfg["seed"], epoch, rank))
         train_set, collate, augment = train_data(train_uris, train_targets, mconf, cfg, indices, epoch, rank,
                                                  device)
         lr = scheduler.get_last_lr()[0]

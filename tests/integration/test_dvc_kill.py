@@ -114,7 +114,7 @@ def kill_during_training(repo: Path, sig: signal.Signals) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the stage's processes")
-def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(pipeline_run, tmp_path):
+def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(pipeline_run, shared_ray, tmp_path):
     """SIGTERM (Ctrl-C's cousin, what a CI runner sends) and then SIGKILL (OOM killer, `kill -9`) to dvc in
     the middle of training, one after the other on one project: the second run resumes the first's
     checkpoint and is killed after its own next one; the third finishes, resumed twice."""
@@ -125,6 +125,9 @@ def test_killed_dvc_repro_leaves_no_stage_running_and_the_rerun_resumes(pipeline
     for sig in (signal.SIGTERM, signal.SIGKILL):
         kill_during_training(repo, sig)
 
+    # the run that finishes may join the session's Ray (placement.ray_address is no stage's param): it must
+    # resume the killed runs' checkpoints all the same
+    edit_params(repo, {"placement.ray_address": shared_ray.address})
     rerun = dvc("repro", "train", cwd=repo)
     metrics = json.loads((repo / "metrics" / "train.json").read_text())
     assert metrics["resumes"] == 2 and metrics["epochs"] == 6, (metrics, rerun.stdout[-2000:])

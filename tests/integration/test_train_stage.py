@@ -116,7 +116,7 @@ def _tsv(path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_live_metrics_show_each_epoch_while_the_run_goes(prepared_demo, tmp_path):
+def test_live_metrics_show_each_epoch_while_the_run_goes(prepared_demo, shared_ray, tmp_path):
     """The stage as DVC runs it (a process of its own): DVCLive's metrics.json holds epoch 0 while later
     epochs still train; at the end the live files hold every epoch, agree with history.csv and carry no
     timestamps; metrics/train.json keeps its keys."""
@@ -125,8 +125,8 @@ def test_live_metrics_show_each_epoch_while_the_run_goes(prepared_demo, tmp_path
                  storage_path=str(tmp_path / "runs"))
     live = tmp_path / "live"
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "DEFR_LOG_DIR": str(tmp_path / "logs")}
-    env.pop("RAY_ADDRESS", None)
+    # joins the session's Ray, as a stage of `dvc repro` joins the one Ray of scripts/with_local_ray.py
+    env = {**os.environ, **shared_ray.env, "DEFR_LOG_DIR": str(tmp_path / "logs"), "RAY_ADDRESS": shared_ray.address}
     proc = subprocess.Popen([sys.executable, "-m", "stages.train", *_args(tmp_path, prepared_demo, emb)], cwd=root,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen_while_running = None
