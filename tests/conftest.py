@@ -13,6 +13,12 @@ SHARED_HICO = Path(os.environ.get("DEFR_SHARED_HICO", ROOT.parent / "shared" / "
 SHARED_MPII = Path(os.environ.get("DEFR_SHARED_MPII", ROOT.parent / "shared" / "data" / "mpii"))
 SHARED_PHOTOS = Path(os.environ.get("DEFR_SHARED_PHOTOS", ROOT.parent / "shared" / "data" / "photos"))
 
+# `make test` runs two test processes (pytest-xdist) on the machine's cores: each process, and every stage
+# and Ray worker it starts, gets its share of OpenMP / torch threads instead of as many as there are cores
+# (idle OpenMP threads spin: threads beyond a process's share burn the CPU the other process waits for).
+_TEST_PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _TEST_PROCESSES > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _TEST_PROCESSES)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -1,5 +1,6 @@
-"""The train stage for real on the demo data: one Ray Train worker for one epoch (the smoke test), a Ray
-Tune sweep, its live metrics (DVCLive) while it runs; checkpoints of DVC's temporary experiment workspaces.
+"""The train stage for real on the demo data: one Ray Train worker as DVC runs it, with its live metrics
+(DVCLive) while it goes (the smoke test); a Ray Tune sweep; checkpoints of DVC's temporary experiment
+workspaces.
 Two workers (gloo, CPU) with one of them killed: tests/integration/test_object_store_train.py."""
 import json
 import os
@@ -70,21 +71,6 @@ def check_exported_model(model_dir, prepared, metrics) -> None:
     assert 100 * val_map == pytest.approx(metrics["best_val_map"], abs=1e-4)  # metrics/ hold percent
 
 
-@pytest.mark.smoke  # make test-fast: train (one Ray Train worker, one epoch)
-@pytest.mark.timeout(300)
-def test_one_worker_one_epoch_exports_a_model_that_names_its_classes(prepared_demo, tmp_path):
-    """The train stage end to end at its smallest: Ray Train with one worker for one epoch; the exported
-    checkpoint loads, names the classes of classes.parquet and reproduces the logged validation mAP."""
-    emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
-    write_params(tmp_path / "params.yaml", train={"epochs": 1, "restart_epochs": 1, "global_batch": 16},
-                 num_workers=1, max_failures=0, storage_path=str(tmp_path / "runs"))
-    metrics = train.main(_args(tmp_path, prepared_demo, emb))
-    assert metrics["epochs"] == 1 and metrics["resumes"] == 0
-    history = (tmp_path / "plots" / "history.csv").read_text().splitlines()
-    assert history[0] == "epoch,train_loss,val_map,lr" and [h.split(",")[0] for h in history[1:]] == ["0"]
-    check_exported_model(tmp_path / "models" / "defr", prepared_demo, metrics)
-
-
 def test_bad_text_embeddings_are_named(prepared_demo, tmp_path):
     t = pa.table({"hoi": np.arange(599, dtype=np.int16), "prompt": [""] * 599,
                   "embedding": list(np.ones((599, 8), "f4"))})
@@ -114,12 +100,15 @@ def _tsv(path):
     return {int(step): float(value) for step, value in (r.split("\t") for r in rows)}
 
 
-@pytest.mark.slow
+@pytest.mark.smoke  # make test-fast: train (one Ray Train worker, three short epochs)
 @pytest.mark.timeout(600)
-def test_live_metrics_show_each_epoch_while_the_run_goes(prepared_demo, shared_ray, tmp_path):
-    """The stage as DVC runs it (a process of its own): DVCLive's metrics.json holds epoch 0 while later
-    epochs still train; at the end the live files hold every epoch, agree with history.csv and carry no
-    timestamps; metrics/train.json keeps its keys."""
+def test_one_worker_exports_a_model_that_names_its_classes_and_shows_each_epoch_live(prepared_demo, shared_ray,
+                                                                                     tmp_path):
+    """The train stage end to end at its smallest, as DVC runs it (a process of its own joining the one Ray
+    of the session): DVCLive's metrics.json holds an early epoch while later epochs still train; at the end
+    the live files hold every epoch, agree with history.csv and carry no timestamps; metrics/train.json
+    keeps its keys; the exported checkpoint loads, names the classes of classes.parquet and reproduces the
+    logged validation mAP."""
     emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
     write_params(tmp_path / "params.yaml", train={"epochs": 3}, num_workers=1, max_failures=0,
                  storage_path=str(tmp_path / "runs"))
@@ -155,8 +144,11 @@ def test_live_metrics_show_each_epoch_while_the_run_goes(prepared_demo, shared_r
         assert sorted(_tsv(live / "plots" / "metrics" / "train" / f"{name}.tsv")) == [0, 1, 2]
     summary = json.loads((live / "metrics.json").read_text())
     assert summary["step"] == 2 and summary["val_map"] == pytest.approx(val_map[2], abs=1e-4)
-    assert set(json.loads((tmp_path / "metrics.json").read_text())) == {
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == {
         "best_val_map", "best_epoch", "epochs", "final_train_loss", "resumes", "model", "run", "demo_only"}
+    assert metrics["epochs"] == 3 and metrics["resumes"] == 0
+    check_exported_model(tmp_path / "models" / "defr", prepared_demo, metrics)
 
 
 def test_a_relative_storage_path_is_relative_to_the_main_workspace(tmp_path):
