@@ -70,7 +70,9 @@ def test_an_epoch_resumed_at_the_notice_ends_as_the_uncut_epoch(tmp_path):
 
     saved, calls = {}, []
 
-    def on_step(epoch_index, done, loss_sum, count):  # what the checkpoint on a notice holds
+    # what the checkpoint on a notice holds, and (for this test only: the recipe's checkpoint does not hold
+    # it, docs/training.md) the generator's state, so that the rest of the epoch gets the uncut epoch's draws
+    def on_step(epoch_index, done, loss_sum, count):
         assert epoch_index == 0
         calls.append(done)
         if done == CUT:
