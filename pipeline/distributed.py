@@ -74,6 +74,20 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def listening(address: str, timeout_s: float = 2) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` (``ray://host:port`` too)."""
+    import socket
+
+    hp = _host_port(address)
+    if hp is None:
+        return False
+    try:
+        with socket.create_connection(hp, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def check_reachable(address: str, timeout_s: float) -> None:
     """A TCP connection to the address's host and port, so a wrong address fails in seconds, not after
     Ray's own retries (minutes of "Failed to connect to GCS")."""

@@ -107,7 +107,11 @@ def scratch_dir(name: str) -> Path:
     removes the folders that killed processes left (a SIGKILLed or preempted Ray Train worker never reaches
     its cleanup; a real model's weights are gigabytes). The caller removes its own folder when done.
     """
-    path = Path(tempfile.gettempdir()) / name
+    return _new_temp(Path(tempfile.gettempdir()) / name)
+
+
+def _new_temp(path: Path) -> Path:
+    """A new folder beside ``path`` named for this writer, after removing those of dead writers."""
     remove_stale_temps(path)
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent))
 
@@ -120,8 +124,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent))
+    tmp = _new_temp(path)
     target = tmp / path.name
     try:
         yield target

@@ -14,7 +14,6 @@ import logging
 import os
 import queue
 import shutil
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +89,8 @@ def _no_dashboard_here() -> bool:
     from ray._private import ray_constants
     from ray.experimental.internal_kv import _internal_kv_get
 
+    from pipeline.distributed import listening
+
     if not ray.is_initialized():
         return False
     here = ray.get_runtime_context().get_node_id()
@@ -97,16 +98,6 @@ def _no_dashboard_here() -> bool:
         return False
     address = _internal_kv_get(ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD)
     return address is None or not listening(address.decode())
-
-
-def listening(address: str, timeout_s: float = 2) -> bool:
-    """Whether something accepts TCP connections at ``host:port``."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 CLEANER_CALLBACK = "PlacementGroupCleanerCallback"

@@ -82,6 +82,11 @@ def train_data(uris: list[str], targets: np.ndarray, mconf: ModelConfig, cfg: di
     rank). ``pil``: the per-image PIL transform, all in the loader. ``auto`` (default): ``batch`` on CUDA,
     ``pil`` on CPU (measured: ``python -m bench loader``, docs/performance.md).
     """
+    # The PIL path's crops, flips and jitter, the batch path's crop boxes and the loader workers' seeds draw
+    # from torch's global RNG: seeded per epoch and rank, a run resumed at an epoch's start (a killed
+    # worker) draws what the uncut run drew there, instead of restarting the sequence the first epoch drew.
+    seed = epoch_seed(cfg["seed"], epoch, rank)
+    torch.manual_seed(seed)
     augment = cfg.get("augment", "auto")
     if augment not in AUGMENTATIONS:
         raise ValueError(f"train.augment {augment!r}: expected one of {AUGMENTATIONS}")
@@ -91,7 +96,7 @@ def train_data(uris: list[str], targets: np.ndarray, mconf: ModelConfig, cfg: di
         transform = train_transform(mconf, cfg["crop_scale"], cfg["jitter"])
         return ImageDataset(uris, targets, transform, indices), None, None
     reader = CropReader(mconf.image_size, cfg["crop_scale"], cfg.get("decode", "loader"))
-    generator = torch.Generator().manual_seed(epoch_seed(cfg["seed"], epoch, rank))
+    generator = torch.Generator().manual_seed(seed)
     return (ImageDataset(uris, targets, reader, indices, read=read_bytes), collate_crops,
             BatchAugmentation(mconf.image_size, mconf.mean, mconf.std, cfg["jitter"], generator))
 
@@ -306,10 +311,6 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             partial_loss = [0.0, 0]  # rank 0's checkpoint holds the sum over all ranks
         # the rest of an epoch cut by a preemption: the same (seeded) order, from the step it had reached
         indices = indices[start_step * cfg["batch_size"]:]
-        # The PIL path's crops, flips and jitter and the loader workers' seeds draw from torch's global RNG:
-        # seeded per epoch and rank, a run resumed at an epoch's start (a killed worker) draws what the uncut
-        # run drew there, instead of restarting the sequence the first epoch drew.
-        torch.manual_seed(epoch_seed(cfg["seed"], epoch, rank))
         train_set, collate, augment = train_data(train_uris, train_targets, mconf, cfg, indices, epoch, rank,
                                                  device)
         lr = scheduler.get_last_lr()[0]

@@ -184,7 +184,7 @@ def test_a_ray_without_a_dashboard_trains_without_the_placement_group_cleaner(pr
 def test_listening_tells_an_open_port_from_a_closed_one():
     import socket
 
-    from pipeline.training.launcher import listening
+    from pipeline.distributed import listening
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
