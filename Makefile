@@ -2,7 +2,8 @@
 #   make demo   - create .venv, install what the demo runs, `dvc repro` the embedded demo, print a summary
 #   make test   - create .venv if needed, install everything (MMDetection too), run the test suite
 #   make test-fast - the unit tests plus one smoke run per stage (minutes; no MMDetection install)
-# and three more:
+# and four more:
+#   make install-browser - Debian's chromium + chromium-driver (root), for the test of `defr serve`'s web page
 #   make install-detect  - add the MMDetection stack (mmcv is built from source once, ~10-17 min on 2 cores,
 #                          then cached in ~/.cache/defr-pipeline/wheels): needed by detect.backend: mmdet
 #   make bench           - the benchmarks in bench/ (`python -m bench scale`, hours, only when named)
@@ -26,13 +27,15 @@ export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 export DEFR_LOG_DIR := $(abspath $(LOGS))
 
-.PHONY: install install-dev install-detect lock demo test test-fast bench clean
+.PHONY: install install-dev install-detect install-browser lock demo test test-fast bench clean
 
 install: $(VENV_DIR)/.installed
 install-dev: $(VENV_DIR)/.installed-dev
 install-detect: $(VENV_DIR)/.installed-detect
+install-browser:
+	@bash scripts/install_browser.sh
 
-$(VENV_DIR)/.installed: pyproject.toml requirements.lock scripts/install.sh
+$(VENV_DIR)/.installed: pyproject.toml requirements.lock scripts/install.sh scripts/install_steps.sh
 	@bash scripts/install.sh "$(VENV_DIR)"
 	@touch $@
 
@@ -40,12 +43,9 @@ $(VENV_DIR)/.installed-dev: $(VENV_DIR)/.installed
 	@bash scripts/install.sh "$(VENV_DIR)" dev
 	@touch $@
 
-$(VENV_DIR)/.installed-detect: $(VENV_DIR)/.installed scripts/install_mmdet.sh
-	@mkdir -p $(LOGS)
-	@echo "install: the MMDetection stack (an mmcv source build the first time, 10-17 min on 2 cores; log: $(LOGS)/install-detect.log)"
-	@bash scripts/install_mmdet.sh "$(PY)" >$(LOGS)/install-detect.log 2>&1 \
-	  || { echo "install: MMDetection FAILED (full log: $(LOGS)/install-detect.log)"; tail -n 25 $(LOGS)/install-detect.log; exit 1; }
-	@tail -n 2 $(LOGS)/install-detect.log | sed 's/^/install: /'
+# One line per step: the mmcv build's minutes (first time only), the install's seconds, the total.
+$(VENV_DIR)/.installed-detect: $(VENV_DIR)/.installed scripts/install_mmdet.sh scripts/install_steps.sh
+	@bash scripts/install_mmdet.sh "$(PY)"
 	@touch $@
 
 # make lock: rewrite requirements.lock from pyproject.toml's ranges, keeping the versions already locked
@@ -63,7 +63,7 @@ demo: install
 
 # make test: everything (what CI runs). DEFR_TEST_STRICT=1: what it installed (MMDetection, moto) must be
 # importable, a skip would hide a broken install. Ends with the 15 slowest tests and the suite's wall time.
-test: install-dev install-detect
+test: install-dev install-detect install-browser
 	@start=$$(date +%s); DEFR_TEST_STRICT=1 $(PY) -m pytest $(XDIST) --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  echo "test: the suite took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 

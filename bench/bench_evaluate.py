@@ -7,7 +7,7 @@ Ground truth: the real ``instances_test2015.json`` (33,405 pairs, 9,658 images).
 positives up to 1M: 70% on a pair's image for any HOI of its object (as DEFR scores every HOI of a detected
 object), 30% on random images and classes. Baseline in the same run: a
 per-detection Python loop written like the official ``VOCevaldet_bboxpair.m``
-(``pipeline.metrics.reference``) on all 600 classes (or a random subset, extrapolated by detection count);
+(``tests/metrics_reference.py``) on all 600 classes (or a random subset, extrapolated by detection count);
 both must give the same per-class APs. Also times HICO classification mAP on the real ``anno.mat``.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.metrics import hico_classification_map, hicodet_map
-from pipeline.metrics.reference import official_loop_map
 from pipeline.classes.hico_vocab import hico_vocabulary
+from pipeline.metrics import hico_classification_map, hicodet_map
+from tests.metrics_reference import official_loop_map
 
 SHARED = Path(os.environ.get("DEFR_SHARED_HICO", Path(__file__).resolve().parents[2] / "shared" / "data" / "hico"))
 

@@ -32,7 +32,7 @@ def main() -> None:
     from pipeline.metrics import hicodet_map
     from pipeline.results import read_detections, read_test_set
     from pipeline.results.mat_cache import _scipy_all_boxes
-    from pipeline.results.writers import write_mat_cache, write_table
+    from tests.result_writers import write_mat_cache, write_table
 
     vocab = hico_vocabulary()
     t_anno, test = _timed(lambda: read_test_set(str(path), str(SHARED / "anno.mat")))

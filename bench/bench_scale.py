@@ -6,7 +6,7 @@ exponent of each (DEMO data, tiny model; docs/performance.md "At the paper's siz
 
 Scale s = s x the demo (1,800 train + 400 test images); ``hico`` = HICO's 38,116 + 9,658. Every scale uses
 images of about 640x480 (HICO's size; the demo's own are 160x128), generated in parallel once and kept in
-``--cache`` (pipeline/demo/large.py). The stages run as ``dvc repro`` runs them (``python -m stages.X``,
+``--cache`` (bench/large_demo.py). The stages run as ``dvc repro`` runs them (``python -m stages.X``,
 params.yaml of the repository with ``prepare.root`` pointed at the data and ``train.epochs: 1``), all
 joining one local Ray head started first, as ``make demo`` does. Training is measured per epoch at the
 demo model's 96 px.
@@ -73,7 +73,7 @@ def sizes(scale: str) -> tuple[int, int]:
 
 def dataset(cache: Path, scale: str, image_size: tuple[int, int]) -> tuple[Path, float]:
     """The raw data of a scale (generated once); returns its folder and the seconds generating took now."""
-    from pipeline.demo.large import generate_large
+    from bench.large_demo import generate_large
 
     n_train, n_test = sizes(scale)
     folder = cache / f"hico-format-{n_train}-{n_test}-{image_size[0]}x{image_size[1]}"

@@ -23,10 +23,7 @@ def _demo(work: Path, n_train: int) -> Path:
     from stages import generate_demo, prepare
 
     params = {"demo": {"seed": 0, "n_train": n_train, "n_test": 40, "image_size": [160, 128]},
-              "prepare": {"root": str(work / "raw"), "hico_anno": "anno.mat",
-                          "hicodet_train": "instances_train2015.json", "hicodet_test": "instances_test2015.json",
-                          "train_images": "images/train2015", "test_images": "images/test2015",
-                          "val_fraction": 0.1, "seed": 0, "check_images": True},
+              "prepare": {"root": str(work / "raw"), "val_fraction": 0.1, "seed": 0, "check_images": True},
               "placement": {"prepare": {"workers": 2}}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     generate_demo.main(["--params", str(work / "params.yaml"), "--out", str(work / "raw")])
@@ -111,7 +108,7 @@ def _ray_overhead(prepared: Path, work: Path, size: int) -> None:
     project = yaml.safe_load(Path("params.yaml").read_text())
     p = project["train"] | {"epochs": 2, "min_per_class": 1}
     place = project["placement"]["train"] | {"storage_path": str(work / "runs")}
-    recipe = {k: p[k] for k in train.RECIPE_KEYS} | {"loader_workers": place["loader_workers"]}
+    recipe = {k: p[k] for k in train.RECIPE_KEYS} | {k: place[k] for k in ("loader_workers", "micro_batch")}
     images = storage.read_parquet(prepared / "images.parquet")
     start = time.perf_counter()
     _, hist = fit_local(images, emb, ModelConfig(image_size=size), recipe)
@@ -137,7 +134,8 @@ def ablation(epochs: int = 8, n_train: int = 1800) -> None:
     from stages import train
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    p = yaml.safe_load(Path("params.yaml").read_text())["train"] | {"epochs": epochs}
+    project = yaml.safe_load(Path("params.yaml").read_text())
+    p = project["train"] | {"epochs": epochs}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = _demo(work, n_train)
@@ -146,7 +144,8 @@ def ablation(epochs: int = 8, n_train: int = 1800) -> None:
         print(f"| init | loss | val mAP by epoch ({epochs} epochs, {p['image_size']}px) | best | shuffled-label |")
         print("|---|---|---|---|---|")
         for init, loss in (("text", "lse_sign"), ("random", "lse_sign"), ("text", "bce"), ("random", "bce")):
-            recipe = {k: p[k] for k in train.RECIPE_KEYS} | {"loss": loss, "loader_workers": 0}
+            recipe = {k: p[k] for k in train.RECIPE_KEYS} | {"loss": loss, "loader_workers": 0,
+                                                             "micro_batch": project["placement"]["train"]["micro_batch"]}
             cfg = ModelConfig(model_name=p["model"], image_size=p["image_size"], gamma=p["gamma"], init=init,
                               text_dim=emb.shape[1])
             _, h = fit_local(images, emb if init == "text" else None, cfg, recipe)

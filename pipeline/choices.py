@@ -7,8 +7,11 @@ docs/params.md list.
 """
 
 # Datasets (pipeline/datasets/)
-DATASETS = ("hico", "mpii", "table")  # the adapters that read a raw dataset (prepare.dataset)
+DATASETS = ("hico", "mpii", "table", "vcoco")  # the adapters that read a raw dataset (prepare.dataset)
 LABEL_MODES = ("multi", "single")  # labels per image of a table dataset
+# HICO-DET's zero-shot settings (GEN-VLKT's unseen lists, pipeline/assets/hico_zero_shot.json): rare-first and
+# non-rare-first unseen composition, unseen object, unseen verb; none = every class seen in training
+ZERO_SHOT = ("none", "rf-uc", "nf-uc", "uo", "uv")
 SPLITS = ("train", "val", "test")
 
 # Text embeddings (pipeline/text/)
@@ -36,8 +39,10 @@ SCORE_PATHS = ("shared_prefix", "naive")
 
 # Placement (pipeline/placement.py)
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "bf16", "fp32")  # autocast: auto = bf16 on CUDA, fp32 on CPU (pipeline/precision.py)
 
 # Other models' HICO-DET results (pipeline/results/)
 RESULT_FORMATS = ("auto", "mat", "detr", "table", "pipeline")
 MAT_OBJECT_ORDERS = ("auto", "coco", "hico")  # numbering of detections_NN.mat files
 HOI_LABELS = ("auto", "verb", "hoi")  # what a result list's category_id is
+HOI_BASES = ("auto", "1", "0")  # a plain result table's HOI ids: official 1-based, 0-based; auto refuses 0-based-looking

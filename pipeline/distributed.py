@@ -343,7 +343,9 @@ class LocalHead:
     :meth:`stop` ends its whole process group (never ``ray stop``, which would end every Ray of this user).
 
     Args:
-        work_dir: where the token file and the head's log go (a new temporary folder if None).
+        work_dir: where the token file and the head's log go. None: a new private temporary folder
+            ``defr-ray-<pid>-*``, removed by :meth:`stop`, and (a killed process never gets there) by the
+            next head started on this machine once that pid is gone.
         num_cpus: the head's CPUs (default: this machine's, as a stage's own local Ray would have).
         object_store_mb: the object store's size (default: Ray's, 30 % of the memory).
         autoscaling_config: an autoscaler cluster config for the head's autoscaler (as `ray up` gives it;
@@ -355,9 +357,8 @@ class LocalHead:
     def __init__(self, work_dir: str | os.PathLike | None = None, num_cpus: int | None = None,
                  object_store_mb: int | None = None, autoscaling_config: str | os.PathLike | None = None,
                  env: dict[str, str] | None = None, port: int | None = None):
-        import tempfile
-
-        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="defr-ray-"))
+        self._own_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir is not None else _new_head_dir()
         self.num_cpus = num_cpus or max(1, os.cpu_count() or 1)
         self.object_store_mb = object_store_mb
         self.autoscaling_config = autoscaling_config
@@ -380,24 +381,36 @@ class LocalHead:
         token.chmod(0o600)
         self.env = {**self.extra_env, AUTH_MODE_ENV: "token", "RAY_AUTH_TOKEN_PATH": str(token),
                     "RAY_USAGE_STATS_ENABLED": "0", LOCAL_ONLY_ENV: "0"}
-        port = self.port or _free_port()
-        ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                         "metrics-export-port", "runtime-env-agent-port")]
         ray_cli = Path(sys.executable).parent / "ray"
-        log_file = open(self.work_dir / "head.log", "w")
-        self._head = subprocess.Popen(
-            [str(ray_cli), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", *ports,
-             f"--num-cpus={self.num_cpus}", "--include-dashboard=false", "--disable-usage-stats",
-             *([f"--object-store-memory={self.object_store_mb * 1024 ** 2}"] if self.object_store_mb else []),
-             *([f"--autoscaling-config={self.autoscaling_config}"] if self.autoscaling_config else [])],
-            env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        log_file.close()
-        self.address = f"127.0.0.1:{port}"
-        # Ready = a driver with the token joins and sees the node's CPUs (the GCS alone answers earlier).
-        probe = [sys.executable, "-c", f"import ray; ray.init(address={self.address!r}, log_to_driver=False); "
-                                       "assert ray.cluster_resources().get('CPU')"]
+
+        def launch() -> None:
+            port = self.port or _free_port()
+            ports = [f"--{name}={_free_port()}" for name in ("dashboard-agent-listen-port",
+                                                             "dashboard-agent-grpc-port", "metrics-export-port",
+                                                             "runtime-env-agent-port")]
+            with open(self.work_dir / "head.log", "a") as log_file:
+                self._head = subprocess.Popen(
+                    [str(ray_cli), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                     *ports, f"--num-cpus={self.num_cpus}", "--include-dashboard=false", "--disable-usage-stats",
+                     *([f"--object-store-memory={self.object_store_mb * 1024 ** 2}"] if self.object_store_mb else []),
+                     *([f"--autoscaling-config={self.autoscaling_config}"] if self.autoscaling_config else [])],
+                    env={**os.environ, **self.env}, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            self.address = f"127.0.0.1:{port}"
+
+        launch()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self._head.poll() is None:
+        while time.monotonic() < deadline:
+            if self._head.poll() is not None:
+                # `ray start` gave up: Ray gives the node a fixed 30 s to register with its GCS, which a busy
+                # machine can pass ("The current node timed out during startup"). Again, within timeout_s.
+                last = (self.work_dir / "head.log").read_text(errors="replace").strip().splitlines()[-1:]
+                log.warning("the local Ray head exited (%s); starting it again", last[0] if last else "no output")
+                self._kill()
+                launch()
+                continue
+            # Ready = a driver with the token joins and sees the node's CPUs (the GCS alone answers earlier).
+            probe = [sys.executable, "-c", f"import ray; ray.init(address={self.address!r}, log_to_driver=False); "
+                                           "assert ray.cluster_resources().get('CPU')"]
             try:
                 if subprocess.run(probe, env={**os.environ, **self.env}, capture_output=True,
                                   timeout=60).returncode == 0:
@@ -405,12 +418,20 @@ class LocalHead:
             except subprocess.TimeoutExpired:
                 pass
             time.sleep(1)
-        self.stop()
+        self._kill()  # its folder stays, for the log named here (the next head removes it once we are gone)
         raise RuntimeError(f"a local Ray head did not start within {timeout_s:.0f} s "
                            f"(log: {self.work_dir / 'head.log'})")
 
     def stop(self) -> None:
-        """Ends the head and every process of its group (GCS, raylet, agents, workers) at once."""
+        """Ends the head and every process of its group (GCS, raylet, agents, workers) at once, and removes
+        its token and log when the folder was its own."""
+        import shutil
+
+        self._kill()
+        if self._own_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _kill(self) -> None:
         import signal
 
         if self._head is None:
@@ -426,6 +447,32 @@ class LocalHead:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+HEAD_DIR_PREFIX = "defr-ray-"
+
+
+def _new_head_dir() -> Path:
+    """A new private folder ``defr-ray-<pid>-*`` in the temp dir, after removing those of processes that are
+    gone (a SIGKILLed ``make demo`` never reaches :meth:`LocalHead.stop`; each folder holds a token)."""
+    import shutil
+    import tempfile
+
+    for old in Path(tempfile.gettempdir()).glob(f"{HEAD_DIR_PREFIX}*"):
+        pid = old.name[len(HEAD_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{HEAD_DIR_PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.choices import DEVICES
+from pipeline.choices import DEVICES, PRECISIONS
 
 
 class _FromParams:
@@ -33,6 +33,8 @@ class Placement(_FromParams):
         device: ``auto`` (GPUs when there are any), ``cpu`` or ``cuda``.
         ray_address: the cluster to join; "" = ``RAY_ADDRESS`` or a local Ray.
         connect_timeout_s: how long joining the cluster may take (None: ``init_ray``'s default).
+        precision: the DEFR classifier's autocast (:mod:`pipeline.precision`): ``auto`` = bf16 on CUDA,
+            fp32 on CPU; ``bf16`` or ``fp32`` forced (a detector always runs fp32).
     """
 
     batch_size: int = 8
@@ -41,24 +43,36 @@ class Placement(_FromParams):
     device: str = "auto"
     ray_address: str = ""
     connect_timeout_s: float | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
         if self.device not in DEVICES:
             raise ValueError(f"placement device {self.device!r}: expected one of {DEVICES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"placement precision {self.precision!r}: expected one of {PRECISIONS}")
         if self.batch_size < 1 or self.actors < 1 or self.cpus_per_actor <= 0:
             raise ValueError(f"placement {self}: batch_size and actors must be >= 1, cpus_per_actor > 0")
 
 
 @dataclass
 class TrainPlacement(_FromParams):
-    """Where and how fast training runs (never part of the result's identity, except ``num_workers``,
-    which changes the order of floating-point sums and so names a different run)."""
+    """Where and how fast training runs: never part of the result's identity for DVC, but ``num_workers``,
+    ``micro_batch`` and ``precision`` change the arithmetic (the order of floating-point sums, bf16) and so
+    name a different Ray Train run (``pipeline.training.runs``).
+
+    ``micro_batch`` is a memory matter: the most images one device takes per forward pass; the global batch
+    (``train.global_batch``) is what trains, reached by accumulation (``pipeline.training.sampling``).
+    """
 
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1
+    micro_batch: int = 32
+    precision: str = "auto"
+    compile: bool = False
     loader_workers: int | str = "auto"
     decode: str = "loader"
+    shards: str = ""
     max_failures: int = 2
     storage_path: str = "runs"
     shared_storage: list[str] = field(default_factory=list)

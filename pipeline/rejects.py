@@ -48,9 +48,13 @@ def check_loss(what: str, total: int, rejected_reasons: list[str], max_fraction:
     fraction = n / total
     head = f"{what}: {n} of {total} rejected ({100 * fraction:.1f} %)"
     reasons = f"; top reasons: {top_reasons(rejected_reasons)}"
-    if n >= total or fraction > max_fraction:
-        # The stage writes nothing when it fails, its rejects file included: the message names no file.
-        limit = "every one" if n >= total else f"more than checks.max_reject_fraction = {max_fraction:g}"
-        raise DataLossError(f"{head}{reasons}. That is {limit}: check the paths, formats and params that feed "
-                            "it (raise checks.max_reject_fraction in params.yaml to accept the loss)")
+    if n >= total:
+        # The stage writes nothing when it fails, its rejects file included: the message names no file. No
+        # threshold accepts losing every item, so none is suggested.
+        raise DataLossError(f"{head}{reasons}. That is every one: check the paths, formats and params that "
+                            "feed it")
+    if fraction > max_fraction:
+        raise DataLossError(f"{head}{reasons}. That is more than checks.max_reject_fraction = {max_fraction:g}: "
+                            "check the paths, formats and params that feed it (raise checks.max_reject_fraction "
+                            "in params.yaml to accept the loss)")
     return head + (f" (all listed in {rejects_path})" if rejects_path else "") + reasons

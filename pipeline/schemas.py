@@ -43,6 +43,7 @@ CLASSES = pa.schema([
     ("verb_idx", pa.int16()),          # HICO verb order (null for other datasets)
     ("object_idx", pa.int16()),        # HICO object order, alphabetical (null for other datasets)
     ("coco80", pa.int16()),            # COCO-80 contiguous label of the object: gates box pairs; null = none
+    ("objects", pa.list_(pa.int16())),  # COCO-80 labels a class pairs with when several (V-COCO roles); null = coco80
     ("category", pa.string()),         # a group of classes (MPII cat_name); null = none
     ("prompt", pa.string()),           # a free-text prompt used as is instead of the templates; null = template
     ("subsets", pa.list_(pa.string())),  # named class sets the dataset defines (HICO: few1_defr)

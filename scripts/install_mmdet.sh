@@ -29,39 +29,55 @@ PY=${1:-.venv/bin/python}
 case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 CACHE=${DEFR_WHEEL_CACHE:-$HOME/.cache/defr-pipeline/wheels}
 MMCV_VERSION=2.1.0
+STACK="mmcv $MMCV_VERSION, mmengine 0.10.7, mmdet 3.3.0"
 CHECK="import mmcv, mmdet, mmengine; from mmcv.ops import nms; from mmdet.apis import DetInferencer, init_detector"
+LOG=${DEFR_LOG_DIR:-logs}/install-detect.log
+mkdir -p "$(dirname "$LOG")"
+touch "$LOG"
+# shellcheck source=scripts/install_steps.sh
+source "$(dirname "$0")/install_steps.sh"
+echo "== $(date -u +%FT%TZ) install the MMDetection stack into $PY" >>"$LOG"
+t0=$SECONDS
 
 if [ "${DEFR_FORCE_REINSTALL:-0}" != 1 ] && "$PY" -c "$CHECK" 2>/dev/null; then
-  echo "mmdet stack already installed in $PY (DEFR_FORCE_REINSTALL=1 to reinstall)"
+  echo "install: the MMDetection stack ($STACK) is already installed in $PY (DEFR_FORCE_REINSTALL=1 reinstalls it)"
   exit 0
 fi
 
-flavour=$("$PY" - <<'PY'
+if ! flavour=$("$PY" - 2>>"$LOG" <<'PY'
 import os, sys, torch
 cuda = os.environ.get("FORCE_CUDA") == "1" or torch.cuda.is_available()
 arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "").replace(";", "_").replace(" ", "_").replace("+", "p")
 kind = f"cuda{torch.version.cuda}" + (f"-sm{arch}" if arch else "") if cuda else "cpu"
 print(f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__.split('+')[0]}-{kind}")
 PY
-)
+); then
+  echo "install: the MMDetection stack FAILED: $PY cannot import torch, which mmcv is built against (make install first; log: $LOG)"
+  tail -n 5 "$LOG" | sed 's/^/  | /'
+  exit 1
+fi
 dir="$CACHE/mmcv-$MMCV_VERSION-$flavour"
 mkdir -p "$dir"
 # Two installs at once (make -j, two terminals) wait for one build instead of compiling twice.
-if command -v flock >/dev/null; then exec 9>"$dir.lock"; flock 9; fi
+if command -v flock >/dev/null; then
+  exec 9>"$dir.lock"
+  w0=$SECONDS
+  flock -n 9 || { printf "install: waiting for another install's mmcv build (%s) ..." "$dir.lock"; flock 9
+                  echo " $(duration $((SECONDS - w0)))"; }
+fi
 
 wheel=${DEFR_MMCV_WHEEL:-}
 if [ -n "$wheel" ] && [ ! -f "$wheel" ]; then
-  echo "DEFR_MMCV_WHEEL=$wheel does not exist" >&2; exit 1
+  echo "install: the MMDetection stack FAILED: DEFR_MMCV_WHEEL=$wheel does not exist" >&2; exit 1
 fi
 [ -n "$wheel" ] || wheel=$(ls "$dir"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
 
-if [ -z "$wheel" ]; then
+build_mmcv() {
   case "$flavour" in
     *cuda*) command -v nvcc >/dev/null || [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] || {
-      echo "building mmcv's CUDA ops needs nvcc (CUDA toolkit $("$PY" -c 'import torch; print(torch.version.cuda)')); set CUDA_HOME, or FORCE_CUDA=0 for CPU ops only" >&2; exit 1; } ;;
+      echo "building mmcv's CUDA ops needs nvcc (CUDA toolkit ${flavour#*-cuda}); set CUDA_HOME, or FORCE_CUDA=0 for CPU ops only" >&2; exit 1; } ;;
   esac
-  echo "building mmcv $MMCV_VERSION ($flavour) once into $dir; about 10 minutes on 2 cores (CPU ops)"
-  start=$SECONDS
+  local start=$SECONDS src
   "$PY" -m pip install -q 'setuptools<81' wheel ninja
   src=$(mktemp -d)
   trap 'rm -rf "$src" "$dir.tmp"' EXIT
@@ -74,17 +90,29 @@ if [ -z "$wheel" ]; then
   (cd "$src/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
      "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$dir.tmp" .)
   mv "$dir.tmp"/mmcv-*.whl "$dir"/
+  echo "built in $(duration $((SECONDS - start))) on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)" >"$dir/BUILD_TIME.txt"
+}
+
+built=""
+if [ -z "$wheel" ]; then
+  b0=$SECONDS
+  step "mmcv $MMCV_VERSION built from source ($flavour) into $dir, once: about 10-17 min on 2 cores" build_mmcv
+  built=$((SECONDS - b0))
   wheel=$(ls "$dir"/mmcv-$MMCV_VERSION-*.whl | head -n1)
-  echo "built $wheel in $((SECONDS - start)) s on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)" \
-    | tee "$dir/BUILD_TIME.txt"
 else
-  echo "reusing mmcv wheel $wheel"
+  echo "install: mmcv $MMCV_VERSION: the cached wheel $wheel ($(cat "$(dirname "$wheel")/BUILD_TIME.txt" 2>/dev/null || echo 'a prebuilt wheel'))"
 fi
 
-start=$SECONDS
-"$PY" -m pip install -q --no-deps --force-reinstall "$wheel"
-# mmcv's own runtime deps (installed --no-deps above) plus mmengine and mmdet.
-"$PY" -m pip install -q 'mmengine==0.10.7' 'mmdet==3.3.0' addict packaging pyyaml yapf \
-  terminaltables pycocotools shapely opencv-python
-"$PY" -c "$CHECK; print('mmdet stack OK:', mmcv.__version__, mmengine.__version__, mmdet.__version__)"
-echo "installed in $((SECONDS - start)) s (build time, if built: $dir/BUILD_TIME.txt)"
+install_stack() {
+  "$PY" -m pip install -q --no-deps --force-reinstall "$wheel"
+  # mmcv's own runtime deps (installed --no-deps above) plus mmengine and mmdet.
+  "$PY" -m pip install -q 'mmengine==0.10.7' 'mmdet==3.3.0' addict packaging pyyaml yapf \
+    terminaltables pycocotools shapely opencv-python
+  "$PY" -c "$CHECK; print('mmdet stack OK:', mmcv.__version__, mmengine.__version__, mmdet.__version__)"
+}
+step "$STACK and their dependencies, checked by importing mmdet.apis and mmcv.ops" install_stack
+if [ -n "$built" ]; then
+  echo "install: the MMDetection stack took $(duration $((SECONDS - t0))) in all, $(duration "$built") of it the mmcv build (cached for later installs; log: $LOG)"
+else
+  echo "install: the MMDetection stack took $(duration $((SECONDS - t0))) (no build: the cached mmcv wheel; log: $LOG)"
+fi

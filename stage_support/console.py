@@ -80,11 +80,6 @@ def progress_from_log(pattern: str, total: int, desc: str, start_pattern: str | 
             state["bar"].close()
 
 
-def console_stream() -> TextIO:
-    """Where progress bars should draw: the terminal in a console run, else stderr."""
-    return _console or sys.stderr
-
-
 def log_path(stage: str) -> Path:
     return Path(os.environ.get(LOG_DIR_ENV, "logs")) / f"{stage}.log"
 
@@ -194,28 +189,23 @@ def die_with_parent(grace: float | None = None) -> None:
     os.close(read_fd)
 
 
-def _keep_last_good() -> None:
-    """Puts back the outputs of the stage's last good run that DVC removed before running it."""
-    from stage_support import last_good
-
-    try:
-        line = last_good.summary(last_good.restore())
-    except Exception as e:  # noqa: BLE001 - the failure itself is what the user must see first
-        line = f"could not put back the last good results ({type(e).__name__}: {e})"
-    if line:
-        say(line)
+_wakeup_fd = -1  # the write end of the pipe the watchdog reads (signal numbers, and watchdog.FINISHED)
 
 
-FINISHED = b"\0"  # on the wake-up pipe: the stage ended through run() (signals are numbers 1-64)
-_wakeup_fd = -1
+def _end(code: int) -> None:
+    """How a stage ends through :func:`run`: a failed one (``code`` != 0) puts back the outputs of its last
+    good run (the watchdog's :func:`~stage_support.watchdog.keep_last_good`, the one way for both), then the
+    watchdog hears that the stage ended by itself with its outputs in order; a stage that dies without
+    this (SIGKILL, the watchdog's own kill) gets its last good outputs put back by the watchdog."""
+    from stage_support import watchdog
 
-
-def _tell_watchdog_finished() -> None:
-    """Tells the watchdog that this stage ended by itself with its outputs in order; a stage that dies
-    without this (SIGKILL, the watchdog's own kill) gets its last good outputs put back by the watchdog."""
+    if code:
+        line = watchdog.keep_last_good()
+        if line:
+            say(line)
     with contextlib.suppress(OSError):
         if _wakeup_fd >= 0:
-            os.write(_wakeup_fd, FINISHED)
+            os.write(_wakeup_fd, watchdog.FINISHED)
 
 
 def _shutdown_ray(timeout: float = 20.0) -> None:
@@ -280,9 +270,7 @@ def run(main: Callable[[], object], stage: str) -> None:
     finally:
         _shutdown_ray()
         kill_descendants()  # whatever ray.shutdown left (it gives up on a dead cluster)
-        if code:
-            _keep_last_good()
-        _tell_watchdog_finished()
+        _end(code)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

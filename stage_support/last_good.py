@@ -14,6 +14,15 @@ script run by hand, or a stage that has never succeeded, restores nothing. ``sta
 when a stage fails or is stopped, and ``stage_support/watchdog.py`` when it had to kill a stuck stage. Why this
 mechanism rather than a params check first or ``persist: true``: docs/failures.md ("A failed run keeps
 the last good result").
+
+One failure happens before any stage code runs: a dependency that does not exist (``prepare.root`` naming a
+missing folder). DVC's ``Stage.run`` removes the outputs first and then fails computing the dependency's hash
+(``[Errno 2]``), so nothing of the stage can put them back. For that case (and any other) one command puts
+back every output that dvc.lock records and the workspace lacks, never touching one that is there::
+
+    python -m stage_support.last_good            # every stage of dvc.lock; or name stages: ... prepare train
+
+``scripts/with_local_ray.py`` (what ``make demo`` runs ``dvc repro`` under) runs it after a failed command.
 """
 from __future__ import annotations
 
@@ -144,12 +153,15 @@ def _put(tmp: Path, target: Path) -> None:
         aside.unlink()
 
 
-def restore(stage: str | None = None, root: str | os.PathLike | None = None) -> list[Restored]:
+def restore(stage: str | None = None, root: str | os.PathLike | None = None,
+            only_missing: bool = False) -> list[Restored]:
     """Puts back every output of ``stage``'s last good run (as dvc.lock records it) that is not there.
 
     Args:
         stage: the stage as DVC addresses it (default: ``DVC_STAGE``, set by DVC for the stage command).
         root: the DVC project (default: ``DVC_ROOT``).
+        only_missing: put back only outputs the workspace lacks; one that is there (whatever it holds) is
+            left as it is and reported ``kept``.
 
     Returns:
         One :class:`Restored` per output recorded in dvc.lock; empty when not run by DVC or the stage has
@@ -174,7 +186,7 @@ def restore(stage: str | None = None, root: str | os.PathLike | None = None) -> 
         target = base / relpath
         tmp = target.with_name(f".{target.name}.restore-{uuid.uuid4().hex[:8]}")
         try:
-            if _matches(target, md5, dirs, legacy):
+            if (only_missing and (target.exists() or target.is_symlink())) or _matches(target, md5, dirs, legacy):
                 done.append(Restored(relpath, "kept"))
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -208,3 +220,41 @@ def summary(restored: list[Restored]) -> str | None:
         parts.append(f"could not restore {', '.join(lost)} (not in DVC's cache; `dvc pull` or a re-run "
                      "brings them back)")
     return "; ".join(parts)
+
+
+def restore_missing(root: str | os.PathLike = ".", stages: list[str] | None = None) -> dict[str, list[Restored]]:
+    """For each stage of ``root``'s dvc.lock (or ``stages``), the outputs put back that the workspace lacked.
+
+    Returns:
+        {stage: what :func:`restore` did with ``only_missing``}, for the stages that lacked an output.
+    """
+    import yaml
+
+    if stages is None:
+        try:
+            stages = list((yaml.safe_load((Path(root) / "dvc.lock").read_text()) or {}).get("stages", {}))
+        except (OSError, yaml.YAMLError):
+            return {}
+    done = {}
+    for stage in stages:
+        restored = restore(stage, root, only_missing=True)
+        if any(r.how != "kept" for r in restored):
+            done[stage] = restored
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stage_support.last_good [STAGE ...]``: see the module docstring."""
+    import sys
+
+    stages = list(sys.argv[1:] if argv is None else argv) or None
+    done = restore_missing(".", stages)
+    for stage, restored in done.items():
+        print(f"last_good: {stage}: {summary(restored)}")
+    if not done:
+        print("last_good: every output that dvc.lock records is in the workspace; nothing to put back")
+    return 1 if any(r.how == "missing" for rs in done.values() for r in rs) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

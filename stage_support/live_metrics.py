@@ -20,13 +20,20 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = "logs/live/train"  # dvc.yaml's top-level metrics/plots name this folder
 
 
+# Logged to the summary (metrics.json, `dvc exp show`) only: the same every epoch, no plot.
+SUMMARY_ONLY = ("train/effective_global_batch",)
+
+
 def live_values(report: dict[str, Any]) -> dict[str, float]:
     """The logged values of one epoch's report (rank 0's ``ray.train.report`` metrics, or a history row).
 
-    mAP in percent, as everywhere in ``metrics/`` and ``plots/``; ``images_per_s_per_worker`` is rank 0's rate.
+    mAP in percent, as everywhere in ``metrics/`` and ``plots/``; ``images_per_s_per_worker`` is rank 0's rate;
+    ``data_wait`` the fraction of the workers' step time spent waiting for the loader.
     """
     values = {"train/loss": report["train_loss"], "train/lr": report["lr"],
-              "train/images_per_s_per_worker": report["images_per_s_per_worker"]}
+              "train/images_per_s_per_worker": report["images_per_s_per_worker"],
+              "train/data_wait": report["data_wait"],
+              "train/effective_global_batch": report["effective_global_batch"]}
     if report.get("val_map") is not None:
         values["val_map"] = 100.0 * report["val_map"]
     return {k: float(v) for k, v in values.items()}
@@ -54,7 +61,7 @@ class LiveMetrics:
         """Logs one epoch's report and writes the files at once (summary and one row per metric)."""
         self.live.step = int(report["epoch"])
         for name, value in live_values(report).items():
-            self.live.log_metric(name, value, timestamp=False)
+            self.live.log_metric(name, value, timestamp=False, plot=name not in SUMMARY_ONLY)
         self.live.next_step()  # writes metrics.json and signals the VS Code extension
 
     def finish(self, history: list[dict[str, Any]]) -> None:

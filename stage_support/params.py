@@ -22,9 +22,8 @@ from stage_support.schema import (CHECKS, MOVED, NO_FILE, PLACEMENT, REQUIRED, S
                                   describe)
 
 # NO_FILE, REQUIRED, Param and Schema are schema.py's; stages and tests reach them here too (P.NO_FILE).
-__all__ = ["NO_FILE", "REQUIRED", "Param", "ParamsError", "Schema", "check_value", "checks", "file_keys", "load",
-           "named_file", "parser", "placement", "read_file", "result_keys", "setup_logging", "validate",
-           "validate_file"]
+__all__ = ["NO_FILE", "REQUIRED", "Param", "ParamsError", "Schema", "check_value", "checks", "load", "named_file",
+           "parser", "placement", "read_file", "setup_logging", "validate"]
 
 
 class ParamsError(ValueError):
@@ -180,47 +179,6 @@ def checks(path: str | Path = "params.yaml") -> dict[str, Any]:
     values, problems = validate(read_file(path).get("checks") or {}, CHECKS, "checks")
     _raise(path, problems)
     return values
-
-
-def validate_file(path: str | Path = "params.yaml") -> list[str]:
-    """Every problem of the whole params file (all sections; unknown sections too)."""
-    params = read_file(path)
-    problems = []
-    for name, values in params.items():
-        if name == "placement":
-            problems += validate(values, PLACEMENT, "placement")[1]
-        elif name == "checks":
-            problems += validate(values, CHECKS, "checks")[1]
-        elif name in SECTIONS:
-            problems += validate(values, SECTIONS[name], name, MOVED)[1]
-        else:
-            close = difflib.get_close_matches(name, [*SECTIONS, "placement", "checks"], n=1)
-            problems.append(f"{name}: unknown section" + (f"; did you mean {close[0]}?" if close else ""))
-    return problems
-
-
-def result_keys(section: str) -> list[str]:
-    """The dotted keys of a section (every one changes the stage's outputs: dvc.yaml lists them)."""
-    def walk(schema: Schema, prefix: str):
-        for key, spec in schema.items():
-            if isinstance(spec, dict):
-                yield from walk(spec, f"{prefix}.{key}")
-            else:
-                yield f"{prefix}.{key}"
-
-    return list(walk(SECTIONS[section], section))
-
-
-def file_keys(section: str) -> list[str]:
-    """The dotted keys of a section whose values name files the stage reads (its DVC dependencies)."""
-    out = []
-    for key in result_keys(section):
-        spec: Any = SECTIONS[section]
-        for part in key.split(".")[1:]:
-            spec = spec[part]
-        if spec.file:
-            out.append(key)
-    return out
 
 
 def named_file(value: str) -> str:

@@ -1,11 +1,13 @@
 """The paper's configurations as ready params: one ``dvc exp run -S ...`` line per table row.
 
-    dvc exp run $(python -m stage_support.presets hico-vit-b16) -S prepare.root=/data/hico
-    python -m stage_support.presets            # the table of docs/training.md (tests keep the two equal)
+    dvc exp run $(python -m stage_support.presets hico-vit-b16 --gpus 8) -S prepare.root=/data/hico
+    python -m stage_support.presets            # the tables of docs/training.md (tests keep them equal)
 
 Each preset is a set of params.yaml keys applied on top of the committed params.yaml (DVC's ``-S``), so
 everything a preset does not name (splits, detection, evaluation, placement) keeps its value. Placement is
-not part of a preset: on GPUs add ``-S placement.train.use_gpu=true -S placement.train.num_workers=<GPUs>``.
+not part of a preset: ``--gpus N`` adds ``-S placement.train.use_gpu=true -S placement.train.num_workers=N``
+(one Ray Train worker per GPU); the global batch stays the paper's 128, split by the workers
+(:func:`pipeline.training.sampling.split_batch`).
 Pretrained weights (``openai``) are downloaded by open_clip on first use; the embeddings come from the text
 tower of the same CLIP model (Table 5, "CLIP embedding"), or BERT where the row says so.
 """
@@ -68,6 +70,28 @@ def arguments(name: str) -> str:
     return " ".join(f"-S {k}={_value(v)}" for k, v in PRESETS[name][2].items())
 
 
+def gpu_arguments(gpus: int) -> str:
+    """The ``-S`` arguments that train on ``gpus`` GPUs: one Ray Train worker per GPU."""
+    return f"-S placement.train.use_gpu=true -S placement.train.num_workers={gpus}"
+
+
+GPUS = (1, 4, 8)  # the node sizes docs/training.md shows the paper's batch on
+
+
+def gpu_markdown(name: str = "hico-vit-b16") -> str:
+    """The commands of docs/training.md that train ``name`` on 1, 4 and 8 GPUs, each with its batch split."""
+    from pipeline.training.sampling import split_batch
+    from stage_support.schema import PLACEMENT
+
+    batch, cap = PRESETS[name][2]["train.global_batch"], PLACEMENT["train"]["micro_batch"].default
+    lines = []
+    for gpus in GPUS:
+        split = split_batch(batch, gpus, cap)
+        lines += [f"# {gpus} GPU(s): {split.describe()}",
+                  f"dvc exp run $(python -m stage_support.presets {name} --gpus {gpus}) -S prepare.root=/data/hico"]
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
 def markdown() -> str:
     """The presets table of docs/training.md."""
     lines = ["| preset | paper row | paper mAP |", "|---|---|---|"]
@@ -76,10 +100,16 @@ def markdown() -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m stage_support.presets", description=__doc__.splitlines()[0])
+    ap.add_argument("name", nargs="?", help="a preset: prints its -S arguments (no name: the tables)")
+    ap.add_argument("--gpus", type=int, help="and the placement on this many GPUs (one worker each)")
+    args = ap.parse_args()
+    if args.name:
         try:
-            print(arguments(sys.argv[1]))
+            print(arguments(args.name) + (f" {gpu_arguments(args.gpus)}" if args.gpus else ""))
         except KeyError as e:
             sys.exit(str(e.args[0]))
     else:
-        print(markdown(), end="")
+        print(markdown() + "\n" + gpu_markdown(), end="")

@@ -22,6 +22,8 @@ from pipeline.choices import (AUGMENT_MODES, CLASSIFIER_POSITIONS, DATASETS, DEC
                               EMBED_BACKENDS, HOI_LABELS, INITS, LABEL_MAPPINGS, LABEL_MODES, LABEL_SPACES, LOSSES,
                               MAT_OBJECT_ORDERS, PATCH_RULES, POOLINGS, PRECOMPUTED_FORMATS, RESULT_FORMATS,
                               SCORE_PATHS, SPLITS, TEMPLATE_FIELDS, UNKNOWN_MAPPINGS)
+from pipeline.choices import PRECISIONS
+from pipeline.choices import ZERO_SHOT
 
 REQUIRED = object()
 # The value of a file param that names no file: DVC dependencies cannot be empty, so an unused file
@@ -129,6 +131,9 @@ SECTIONS = {
                               "(not applied when the dataset has a val split of its own)"),
         "seed": Param("int", 0, low=0, high=2**32 - 1),
         "check_images": Param("bool", True, doc="decode every image (catches truncated files)"),
+        "zero_shot": Param("str", "none", choices=ZERO_SHOT, doc="HICO-DET zero-shot setting: its unseen classes "
+                           "leave the train/val splits, evaluate adds Full/Seen/Unseen (HICO classes only; "
+                           "docs/evaluation.md)"),
         "hico": {  # dataset: hico; paths relative to root
             "anno": Param("str", "anno.mat", doc="HICO image labels; '' derives them from the boxes"),
             "hicodet_train": Param("str", "instances_train2015.json", doc="HICO-DET train boxes "
@@ -151,6 +156,14 @@ SECTIONS = {
             "pairs": Param("str", "", doc="optional human-object boxes for HOI detection; '' for none"),
             "images": Param("str", "images"),
             "label_mode": Param("str", "multi", choices=LABEL_MODES, doc="single: exactly one label per image"),
+        },
+        "vcoco": {  # dataset: vcoco; paths relative to root
+            "train": Param("str", "vcoco/vcoco_train.json", doc="the official V-COCO file of the train split"),
+            "val": Param("str", "vcoco/vcoco_val.json", doc="of the val split; '' holds val_fraction of train out"),
+            "test": Param("str", "vcoco/vcoco_test.json", doc="of the test split (evaluated: official role AP)"),
+            "instances": Param("str", "instances_vcoco_all_2014.json", doc="COCO 2014 boxes (the official "
+                               "script_pick_annotations.py)"),
+            "images": Param("str", "images", doc="holds COCO's train2014/ and val2014/"),
         },
     },
     "embed_text": {
@@ -182,8 +195,9 @@ SECTIONS = {
         "lr": Param("float", 1.5e-5, positive=True, high=1.0),
         "epochs": Param("int", 10, low=1, high=10_000),
         "restart_epochs": Param("int", 5, low=1, high=10_000, doc="cosine schedule with warm restarts every N epochs"),
-        "batch_size": Param("int", 32, low=1, high=65_536, doc="images per worker per step"),
-        "global_batch": Param("int", 128, low=1, high=1_048_576, doc="gradient accumulation reaches it"),
+        "global_batch": Param("int", 128, low=1, high=1_048_576, doc="images per optimizer step, exactly, for any "
+                              "number of workers: each takes global_batch / num_workers (must divide) in "
+                              "micro-batches of at most placement.train.micro_batch, accumulated"),
         "min_per_class": Param("int", 40, low=0, high=1_000_000, doc="over-sampling floor per class and epoch"),
         "crop_scale": Param("float", 0.5, positive=True, high=1.0),
         "jitter": Param("float", 0.4, low=0, high=1.0),
@@ -262,6 +276,8 @@ POOL = {
     "cpus_per_actor": Param("float", 1, positive=True, high=1024),
     "device": Param("str", "auto", choices=DEVICES, doc="auto: one actor per GPU when the cluster has GPUs"),
 }
+# The DEFR classifier's autocast in the predict and score_regions pools (pipeline/precision.py).
+PRECISION = Param("str", "auto", choices=PRECISIONS, doc="the classifier's autocast: auto = bf16 on CUDA, fp32 on CPU")
 
 PLACEMENT = {
     "ray_address": Param("str", "", doc="'' = RAY_ADDRESS or a local Ray"),
@@ -276,20 +292,28 @@ PLACEMENT = {
         "num_workers": Param("int", 2, low=1, high=4096, doc="Ray Train workers (DDP)"),
         "use_gpu": Param("bool", False, doc="one GPU per worker"),
         "cpus_per_worker": Param("float", 1, positive=True, high=1024),
+        "micro_batch": Param("int", 32, low=1, high=65_536, doc="most images per device per forward pass (memory); "
+                             "the largest divisor of train.global_batch / num_workers up to it is used and the "
+                             "accumulation follows"),
+        "precision": Param("str", "auto", choices=PRECISIONS, doc="training autocast: auto = bf16 on CUDA, fp32 on CPU"),
+        "compile": Param("bool", False, doc="torch.compile the model (minutes of compilation, then faster steps)"),
         "loader_workers": Param("any", "auto", check=lambda v: None if v == "auto" or (
             isinstance(v, int) and not isinstance(v, bool) and v >= 0) else "expected auto or an integer >= 0",
-            doc="DataLoader processes per worker; auto: cpus_per_worker - 1"),
+            doc="DataLoader processes per worker; auto: the CPUs a worker can use - 1 (cpus_per_worker, or a GPU "
+                "node's cores per GPU), at most 8"),
         "decode": Param("str", "loader", choices=DECODE_PLACES, doc="train.augment batch: JPEGs decoded "
                         "in the loader, or on the training device (nvjpeg on CUDA)"),
+        "shards": Param("str", "", doc="'' = one file per image; a folder or URI: the train split packed there "
+                        "in tar shards (once), each fetched by a node with one GET (pipeline/datasets/shards.py)"),
         "max_failures": Param("int", 2, low=0, high=1000, doc="worker-group restarts after a worker or node fault"),
         "storage_path": Param("str", "runs", doc="checkpoints: local dir, s3:// / gs:// / NFS on a cluster"),
         "shared_storage": Param("list", [], items=Param("str")),
         "run_name": Param("str", "defr", doc="Ray Train run = <run_name>-<hash of params and inputs>"),
         "sweep_concurrency": Param("int", 1, low=1, high=4096),
     },
-    "predict": {**POOL, "batch_size": Param("int", 32, low=1, high=65_536)},
+    "predict": {**POOL, "batch_size": Param("int", 32, low=1, high=65_536), "precision": PRECISION},
     "detect": dict(POOL),
-    "score_regions": dict(POOL),
+    "score_regions": {**POOL, "precision": PRECISION},
 }
 
 # Guards listed by no stage: they decide whether a result is produced, never what it holds.
@@ -306,6 +330,7 @@ MOVED = {
     "prepare.hico_anno": "prepare.hico.anno",
     "embed_text.batch_size": "placement.embed_text.batch_size",
     "embed_text.cache": "placement.embed_text.cache",
+    "train.batch_size": "placement.train.micro_batch",  # train.global_batch is the batch that trains
     **{f"train.{k}": f"placement.train.{k}" for k in PLACEMENT["train"]},
     **{f"predict.{k}": f"placement.predict.{k}" for k in ("batch_size", "actors", "cpus_per_actor")},
     "predict.gpus_per_actor": "placement.predict.device",
@@ -340,8 +365,9 @@ def markdown() -> str:
         "  lists each key for its stage, so editing one re-runs that stage and the stages after it.",
         "- **`placement`**: where and how fast stages run (Ray address, workers, actors, devices, retries,",
         "  inference batch sizes, caches). No stage lists these keys: moving a run to a cluster re-runs nothing.",
-        "  Changing `placement.train.num_workers` changes the order of floating-point sums, so the model may",
-        "  differ in the last digits; the run is named after it (a new Ray Train run), DVC does not re-run.",
+        "  Changing `placement.train.num_workers` or `micro_batch` changes the order of floating-point sums (the",
+        "  batch that trains stays `train.global_batch`), `precision` the arithmetic, so the model may differ in",
+        "  the last digits; the run is named after them (a new Ray Train run), DVC does not re-run.",
         "- **`checks`**: guards that decide whether a result is produced, never what it holds.",
         "",
         "A key marked *file* names a file or folder the stage reads: dvc.yaml lists it as a dependency",

@@ -47,8 +47,17 @@ def lines(metrics_dir: Path = Path("metrics"), report: str = "reports/evaluation
             d = det.get(setting) or {}
             out.append(f"{tag}HOI det.   {setting.replace('_', ' '):12s} Full {_pct(d.get('full'))}  Rare "
                        f"{_pct(d.get('rare'))}  Non-rare {_pct(d.get('non_rare'))}")
+    elif det.get("role_ap_scenario_1", "absent") != "absent":   # V-COCO
+        out.append(f"{tag}V-COCO     role AP S1 {_pct(det['role_ap_scenario_1'])}  S2 {_pct(det.get('role_ap_scenario_2'))}"
+                   f"  agent AP {_pct(det.get('agent_ap'))}")
     elif det:
         out.append(f"{tag}HOI det.   not evaluated: {det.get('skipped') or det.get('reason') or 'no result'}")
+    for name, m in (("classify", cls), ("HOI det.", det)):
+        z = m.get("zero_shot") if isinstance(m, dict) else None
+        if z:
+            out.append(f"{tag}zero-shot  {z['setting'].upper():5s} {name:8s} Full {_pct(z.get('full'))}  Seen "
+                       f"{_pct(z.get('seen'))}  Unseen {_pct(z.get('unseen'))} ({z['num_classes']['unseen']} classes; "
+                       f"chance {_pct(z.get('chance_unseen')).strip()})")
     out.append(f"report     {report}, reports/per_class_ap.csv")
     out.append("plots      plots/eval/*.png (long tail, precision-recall), plots/attention/, plots/embeddings/, "
                "plots/train/history.csv  (dvc plots show)")

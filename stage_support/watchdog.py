@@ -49,18 +49,22 @@ def _kill(known: dict) -> None:
             pass
 
 
-FINISHED = 0  # the byte the stage writes on the pipe when it ends through its console (stage_support/console.py)
+# What the stage writes on the pipe when it ends through its console's exit path with its outputs in order
+# (stage_support/console.py): a byte no signal number takes (signals are 1-64).
+FINISHED = b"\0"
 
 
-def _keep_last_good() -> None:
-    """Puts back the outputs of the stage's last good run (stage_support/last_good.py) after a kill."""
+def keep_last_good() -> str:
+    """Puts back the outputs of the stage's last good run that DVC removed before running it
+    (:mod:`stage_support.last_good`): what a failed stage (console) and a killed one (this watchdog) both do.
+    Returns the line to tell the user ("" when there is nothing to say); never raises, since the failure
+    that got us here is what the user must see first."""
     try:
-        sys.path.insert(0, str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         from stage_support import last_good
 
-        last_good.restore()
-    except Exception:  # noqa: BLE001 - nobody to tell: the stage's own exit path reports what it can
-        pass
+        return last_good.summary(last_good.restore())
+    except Exception as e:  # noqa: BLE001
+        return f"could not put back the last good results ({type(e).__name__}: {e})"
 
 
 def _gone(stage, parent_pid: int) -> bool:
@@ -104,7 +108,7 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> No
         stage = psutil.Process(stage_pid)
     except psutil.Error:  # gone before this process got going (killed at once?): what did it say?
         if FINISHED not in _drain(signal_fd):
-            _keep_last_good()
+            keep_last_good()
         return
     known: dict = {}
     deadline = None
@@ -113,7 +117,7 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> No
             _kill(known)  # what the stage left behind (a local Ray's agents)
             # Its last words may still be in the pipe: read them before deciding.
             if not finished and FINISHED not in _drain(signal_fd):  # killed (SIGKILL): DVC removed its outputs
-                _keep_last_good()
+                keep_last_good()
             return
         for proc in _processes(stage):
             if proc.pid == os.getpid():  # the watchdog is the stage's child too
@@ -136,9 +140,10 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> No
                 deadline = time.monotonic() + grace_s
         if deadline is not None and time.monotonic() > deadline:
             _kill(known)
-            _keep_last_good()
+            keep_last_good()  # nobody to tell: the stage's own exit path reports what it can
             return
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # run as a script (console.die_with_parent): the project root makes stage_support importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     watch(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))

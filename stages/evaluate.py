@@ -3,14 +3,16 @@
 Laptop (inside .venv) or the head node of a cluster (NumPy only, seconds; or `dvc repro evaluate`):
     python -m stages.evaluate --prepared data/prepared --image-scores data/image_scores.parquet \
         --hoi-detections data/hoi_detections.parquet --metrics metrics --plots plots/eval \
-        --report reports/evaluation.md
+        --report reports/evaluation.md --official-results data/official_results
 
 Reads params.yaml ``evaluate``: classification, detection (which branches to score; a branch that is on
 needs its input table, unless it does not apply to the dataset: HOI detection without objects or boxes is
 reported as not evaluated, with the reason), pr_classes (class ids for precision-recall curves; [] picks
 three), external (another model's HICO-DET results scored instead of data/hoi_detections.parquet, read by
 ``defr evaluate``'s readers; its rejects count against checks.max_reject_fraction). Protocols: HICO / HICO-DET for multi-label datasets, both published MPII conventions for
-single-label ones (docs/evaluation.md). Writes ``metrics/classification.json`` and ``metrics/detection.json``
+single-label ones, V-COCO's official role AP for HOI detection on a vcoco dataset (scored from
+``--official-results``, score_regions' results list; docs/evaluation.md); a dataset prepared in a HICO-DET
+zero-shot setting (prepare.zero_shot) also gets Full / Seen / Unseen and the unseen classes' chance. Writes ``metrics/classification.json`` and ``metrics/detection.json``
 (percent), plots under ``plots/eval`` (long-tail CSVs + PNG, precision-recall CSVs + PNG),
 ``reports/per_class_ap.csv`` and ``reports/evaluation.md``; each file is written atomically, after every
 number is computed.
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--image-scores", default="data/image_scores.parquet")
     ap.add_argument("--hoi-detections", default="data/hoi_detections.parquet")
+    ap.add_argument("--official-results", default="data/official_results",
+                    help="V-COCO: score_regions' folder with the official results list (scored instead of the table)")
     ap.add_argument("--metrics", default="metrics", help="folder for classification.json, detection.json")
     ap.add_argument("--plots", default="plots/eval")
     ap.add_argument("--report", default="reports/evaluation.md")
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     P.setup_logging()
     cfg = P.load("evaluate", args.params)
     inputs = EvaluationInputs(args.prepared, args.image_scores if cfg["classification"] else "",
-                              args.hoi_detections if cfg["detection"] else "")
+                              args.hoi_detections if cfg["detection"] else "", official_results=args.official_results)
     external = P.named_file(cfg["external"]["results"])
     if external and cfg["detection"]:
         inputs.hoi_detections, inputs.hoi_detections_table, inputs.external = _external(

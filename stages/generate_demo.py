@@ -1,10 +1,12 @@
-"""DEMO ONLY: writes a synthetic dataset in the real file formats of HICO, MPII or the ``table`` adapter.
+"""DEMO ONLY: writes a synthetic dataset in the real file formats of HICO, MPII, V-COCO or the ``table`` adapter.
 
     python -m stages.generate_demo --out data/demo/raw        # or: dvc repro generate_demo
 
 Reads params.yaml ``demo``: ``dataset`` picks the format (hico: pipeline/demo/scenes.py; mpii, table:
-pipeline/demo/activities.py); set ``prepare.dataset`` to the same value. For mpii, ``n_test``
-images form the benchmark's val list (the split evaluated). The output is written to a temporary folder
+pipeline/demo/activities.py; vcoco: pipeline/demo/vcoco.py); set ``prepare.dataset`` to the same value. For
+mpii, ``n_test`` images form the benchmark's val list (the split evaluated); for vcoco, ``n_train`` images
+make V-COCO's train and val splits, and ``oracle_boxes.json`` holds the test images' perturbed boxes for
+``detect.backend: precomputed`` (docs/datasets.md). The output is written to a temporary folder
 and renamed into place.
 """
 from __future__ import annotations
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> dict:
 
             summary = generate_mpii(tmp, n_train=cfg["n_train"], n_val=cfg["n_test"], n_test=max(1, cfg["n_test"] // 8),
                                     seed=cfg["seed"], image_size=size, zipf=float(cfg["zipf"]))
+        elif cfg["dataset"] == "vcoco":
+            from pipeline.demo.vcoco import generate_vcoco
+
+            summary = generate_vcoco(tmp, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=cfg["seed"],
+                                     image_size=size, zipf=float(cfg["zipf"]))
         else:
             from pipeline.demo.activities import generate_table
 

@@ -17,9 +17,13 @@ classes (``ModelConfig.classes``), so a model names its outputs on its own.
 The Ray Train run is named ``<run_name>-<hash of the training params, inputs and library code>``: re-running
 after a crash resumes that run from its last checkpoint; changing a param, an input or pipeline/ starts a new run.
 
-Live metrics: each epoch's loss, learning rate, validation mAP (%) and images/s go to DVCLive files in
-``--live`` (default ``logs/live/train``; ``--live ''``: none) as the run goes, which ``dvc exp show`` and
-``dvc plots show`` read (stage_support/live_metrics.py). A relative ``placement.train.storage_path`` is
+The batch that trains is ``train.global_batch``: ``placement.train.num_workers`` x micro-batches of at most
+``placement.train.micro_batch`` images x accumulation steps; a combination that cannot reach it exactly is
+refused before anything starts, naming the nearest valid choices.
+
+Live metrics: each epoch's loss, learning rate, validation mAP (%), images/s and the fraction of step time
+spent waiting for data go to DVCLive files in ``--live`` (default ``logs/live/train``; ``--live ''``: none)
+as the run goes, which ``dvc exp show`` and ``dvc plots show`` read (stage_support/live_metrics.py). A relative ``placement.train.storage_path`` is
 relative to the main workspace (``$DVC_ROOT``), also in ``dvc exp run --temp`` / ``--queue`` runs, which DVC
 runs in a copy under ``.dvc/tmp/exps/`` that it deletes afterwards.
 """
@@ -36,6 +40,7 @@ from pipeline.classes.space import ClassSpace
 from pipeline.model import ModelConfig
 from pipeline.placement import TrainPlacement
 from pipeline.training.runs import history_csv, sweep_grid, train
+from pipeline.training.sampling import split_batch
 from stage_support import console
 from stage_support import params as P
 from stage_support.live_metrics import DEFAULT_DIR as LIVE_DIR
@@ -45,8 +50,8 @@ log = logging.getLogger("stages.train")
 
 MODEL_KEYS = {"model": "model_name", "image_size": "image_size", "gamma": "gamma",
               "classifier_position": "classifier_position", "init": "init"}
-RECIPE_KEYS = ("loss", "ambiguous_as", "unknown_as", "lr", "epochs", "restart_epochs", "batch_size",
-               "global_batch", "min_per_class", "crop_scale", "jitter", "augment", "seed")
+RECIPE_KEYS = ("loss", "ambiguous_as", "unknown_as", "lr", "epochs", "restart_epochs", "global_batch",
+               "min_per_class", "crop_scale", "jitter", "augment", "seed")
 
 
 def check_model_name(name: str, key: str = "train.model") -> None:
@@ -92,6 +97,21 @@ def checkpoint_root(storage_path: str, env: dict[str, str] | None = None) -> str
     return os.path.join(root, storage_path)
 
 
+def _on_report(live: LiveMetrics | None):
+    """What the stage does with each epoch's report while the run goes: the live metrics, and one console
+    warning the first time an epoch waited on its loader (naming the knob)."""
+    warned = []
+
+    def on_report(report: dict) -> None:
+        if live:
+            live.epoch(report)
+        wait = report.get("data_wait_warning")
+        if wait and not warned:
+            warned.append(report["epoch"])
+            log.warning("epoch %d: %s", report["epoch"], wait)
+    return on_report
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = P.parser(__doc__.splitlines()[0])
     ap.add_argument("--images", required=True)
@@ -108,6 +128,14 @@ def main(argv: list[str] | None = None) -> dict:
     P.setup_logging()
     p, where = P.load("train", args.params), P.placement("train", args.params)
     where = {**where, "storage_path": checkpoint_root(where["storage_path"])}
+    try:  # the batch that trains is train.global_batch, exactly, or nothing starts
+        split = split_batch(p["global_batch"], where["num_workers"], where["micro_batch"])
+    except ValueError as e:
+        raise P.ParamsError(f"{args.params}: {e}") from None
+    if 2 * split.micro_batch <= min(where["micro_batch"], split.per_worker):  # e.g. 37 per worker: 37 x 1 image
+        log.warning("%d images per worker divide into micro-batches of %d at most (placement.train.micro_batch "
+                    "allows %d): slow; a train.global_batch with more divisors trains faster", split.per_worker,
+                    split.micro_batch, where["micro_batch"])
     classes_path = args.classes or storage.join(posixpath.dirname(args.images) or ".", "classes.parquet")
     classes = ClassSpace.from_table(storage.read_parquet(classes_path), classes_path)
     model, recipe = model_config(p, classes), {k: p[k] for k in RECIPE_KEYS}
@@ -120,15 +148,14 @@ def main(argv: list[str] | None = None) -> dict:
         storage.write_text(frame.to_csv(index=False), args.sweep_out)
         log.info("sweep of %d trials -> %s\n%s", len(frame), args.sweep_out, frame.to_string(index=False))
         return {"trials": len(frame), "best_val_map": float(frame["best_val_map"].max())}
-    log.info("training %s (%d epochs, %d workers) on %s", model.model_name, p["epochs"], where["num_workers"],
-             args.images)
+    log.info("training %s (%d epochs, %s) on %s", model.model_name, p["epochs"], split.describe(), args.images)
     live = LiveMetrics(args.live) if args.live else None
     try:
         with console.progress_from_log(r"\[defr\] epoch (\d+)/\d+ .*", p["epochs"], "epochs",
                                        r"Ray Train run \S+ under"):
             metrics, history = train(args.images, args.text_embeddings, model, recipe,
                                      TrainPlacement.from_dict(where), args.model_out, address,
-                                     where["connect_timeout_s"], on_report=live.epoch if live else None)
+                                     where["connect_timeout_s"], on_report=_on_report(live))
     except BaseException:
         if live:
             live.close()

@@ -22,11 +22,11 @@ UP_TO_DATE = "Data and pipelines are up to date."
 # Shrunken values for the stages after prepare, applied only to keys the params file has (so the tests keep
 # working as stages gain params); the demo and prepare sections come from tests/conftest.py.
 SHRINK = {
-    "train": {"epochs": 1, "restart_epochs": 1, "batch_size": 16, "global_batch": 16, "image_size": 64,
-              "min_per_class": 0},
+    "train": {"epochs": 1, "restart_epochs": 1, "global_batch": 16, "image_size": 64, "min_per_class": 0},
     "score_regions": {"attention_maps": 1},
     "placement": {"embed_text": {"cache": ""}, "predict": {"actors": 1, "device": "cpu"},
-                  "train": {"num_workers": 1, "loader_workers": 0, "max_failures": 0, "use_gpu": False},
+                  "train": {"num_workers": 1, "micro_batch": 16, "loader_workers": 0, "max_failures": 0,
+                            "use_gpu": False},
                   "score_regions": {"device": "cpu"}},
 }
 

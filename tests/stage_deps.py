@@ -23,6 +23,8 @@ PACKAGES = ("pipeline", "stages", "stage_support")
 DATA_FILES = {
     "pipeline.classes.hico_vocab": ["pipeline/assets/hico_vocab.json"],
     "pipeline.assets.clip_configs": ["pipeline/assets/open_clip"],
+    "pipeline.classes.zero_shot": ["pipeline/assets/hico_zero_shot.json"],
+    "pipeline.serve.deployment": ["pipeline/serve/page"],   # the web page of `defr serve` (no stage imports it)
 }
 
 

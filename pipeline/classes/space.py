@@ -8,7 +8,8 @@ activities, a user's free-text classes) have none, so no box pair can score them
 
 A space built from a prepared ``classes.parquet`` (:meth:`ClassSpace.from_table`) also carries what
 evaluation needs: the dataset and its label mode, the table's other per-class columns (training counts,
-``rare``, ``category``), the named class subsets and the object index of the known-object settings.
+``rare``, ``category``), the named class subsets, the object index of the known-object settings and the
+zero-shot setting it was prepared in (:attr:`ClassSpace.zero_shot`).
 """
 from __future__ import annotations
 
@@ -20,15 +21,66 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from pipeline.choices import ZERO_SHOT
+
 
 @dataclass(frozen=True)
 class ClassInfo:
-    """One class: its display name, its verb and object where the dataset has them."""
+    """One class: its display name, its verb and object where the dataset has them.
+
+    ``objects``: the COCO-80 labels a class's box pairs may have as object when there can be several
+    (V-COCO's roles: "hold obj" takes any object, "ride instr" ten); None = ``coco80`` alone.
+    """
 
     name: str
     verb: str | None = None
     object: str | None = None
     coco80: int | None = None
+    objects: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """A HICO-DET zero-shot setting applied to one label space (:mod:`pipeline.classes.zero_shot`).
+
+    Attributes:
+        setting: one of :data:`pipeline.choices.ZERO_SHOT` but ``none``.
+        unseen: the unseen class ids of that label space (rows of its classes table), sorted.
+        source: where the unseen lists come from.
+    """
+
+    setting: str
+    unseen: tuple[int, ...]
+    source: str = ""
+
+    def mask(self, num_classes: int) -> np.ndarray:
+        """[num_classes] bool, True for an unseen class."""
+        out = np.zeros(num_classes, dtype=bool)
+        out[list(self.unseen)] = True
+        return out
+
+    def to_json(self) -> dict:
+        return {"setting": self.setting, "unseen": list(self.unseen), "source": self.source}
+
+
+def read_zero_shot(table: pa.Table, source: str = "table") -> ZeroShot | None:
+    """The zero-shot setting a prepared table was made in (``zero_shot`` of its ``defr`` schema metadata,
+    written by prepare), None when none.
+
+    Raises:
+        ValueError: naming ``source``, a ``zero_shot`` entry that is not a setting with class ids.
+    """
+    entry = _prepare_facts(table, source).get("zero_shot")
+    if not entry:
+        return None
+    try:
+        setting, unseen = entry["setting"], tuple(sorted(int(c) for c in entry["unseen"]))
+        if setting not in ZERO_SHOT:
+            raise ValueError(f"setting {setting!r} is not one of {ZERO_SHOT}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{source}: schema metadata defr.zero_shot is not a setting with its unseen class ids "
+                         f"({e})") from e
+    return None if setting == "none" else ZeroShot(setting, unseen, str(entry.get("source", "")))
 
 
 class ClassSpace:
@@ -96,6 +148,11 @@ class ClassSpace:
         values = self.column("rare")
         return None if values is None else np.asarray([bool(v) for v in values])
 
+    @cached_property
+    def zero_shot(self) -> ZeroShot | None:
+        """The zero-shot setting the prepared dataset was made in (its unseen class ids), None when none."""
+        return None if self._table is None else read_zero_shot(self._table, "classes table")
+
     @property
     def subsets(self) -> dict[str, list[int]]:
         """Named class sets of the dataset (HICO: ``few1_defr``), sorted by name."""
@@ -112,10 +169,19 @@ class ClassSpace:
         """[C] int64 COCO-80 label of each class's object, -1 where the class has none."""
         return np.asarray([-1 if c.coco80 is None else int(c.coco80) for c in self.classes], dtype=np.int64)
 
+    @cached_property
+    def _pairable(self) -> np.ndarray:
+        """[80, C] bool: COCO-80 label x class, True where a pair with that object can score the class."""
+        table = np.arange(80)[:, None] == self.coco80[None, :]
+        for c, info in enumerate(self.classes):
+            if info.objects:
+                table[list(info.objects), c] = True
+        return table
+
     @property
     def has_objects(self) -> bool:
         """Whether any class involves a detectable (COCO) object, i.e. HOI detection applies."""
-        return bool((self.coco80 >= 0).any())
+        return bool(self._pairable.any())
 
     def allowed(self, object_label: np.ndarray) -> np.ndarray:
         """[P, C] bool: the classes whose object is each pair's object category (COCO-80 labels)."""
@@ -123,7 +189,7 @@ class ClassSpace:
         bad = np.flatnonzero((object_label < 0) | (object_label >= 80))
         if len(bad):
             raise ValueError(f"object label {object_label[bad[0]]} is not a COCO-80 contiguous label [0, 80)")
-        return object_label[:, None] == self.coco80[None, :]
+        return self._pairable[object_label]
 
     def to_list(self) -> list[dict[str, Any]]:
         """JSON-able form (stored in a checkpoint's config.json)."""
@@ -134,7 +200,8 @@ class ClassSpace:
         out = []
         for i, item in enumerate(items):
             try:
-                out.append(ClassInfo(**item))
+                objects = item.get("objects")
+                out.append(ClassInfo(**{**item, "objects": tuple(objects)} if objects else item))
             except TypeError as e:
                 raise ValueError(f"{source} entry {i}: {e}; expected keys name, verb, object, coco80") from e
         return cls(out)
@@ -161,9 +228,10 @@ class ClassSpace:
         label_mode = label_mode if label_mode is not None else facts.get("label_mode", "multi")
         table = check_classes(table, source)
         cols = {c: table.column(c).to_pylist() if c in table.column_names else [None] * table.num_rows
-                for c in ("name", "verb", "object", "coco80")}
-        return cls([ClassInfo(n, v, o, None if c is None else int(c))
-                    for n, v, o, c in zip(cols["name"], cols["verb"], cols["object"], cols["coco80"])],
+                for c in ("name", "verb", "object", "coco80", "objects")}
+        return cls([ClassInfo(n, v, o, None if c is None else int(c), None if s is None else tuple(int(x) for x in s))
+                    for n, v, o, c, s in zip(cols["name"], cols["verb"], cols["object"], cols["coco80"],
+                                             cols["objects"])],
                    table, dataset, label_mode)
 
     @classmethod

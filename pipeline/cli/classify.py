@@ -73,16 +73,18 @@ def classify_images(inputs: ImageInputs, checkpoint: str, top_k: int, placement:
     return ClassifyResult(images, rejects, picture, notes, info)
 
 
-def write_classify_results(result: ClassifyResult, out_dir: str | Path) -> dict[str, str]:
+def write_classify_results(result: ClassifyResult, out_dir: str | Path, overwrite: bool = False) -> dict[str, str]:
     """Writes ``classes.json`` (notes, per-image top classes, rejects, info) and ``contact_sheet.png`` into
-    ``out_dir`` all at once (:func:`~pipeline.cli.result_folder.staged`).
+    ``out_dir`` all at once (:func:`~pipeline.cli.result_folder.staged`; ``overwrite`` as for
+    :func:`pipeline.cli.hoi.write_hoi_results`).
 
     Raises:
-        OutputError: a file could not be written (named); ``out_dir`` is then as it was.
+        OutputError: a file could not be written (named), or (without ``overwrite``) ``out_dir`` holds
+            another result by now; ``out_dir`` is then as it was.
     """
     out = Path(out_dir)
     written = {"classes": str(out / "classes.json")}
-    with staged(out) as stage:
+    with staged(out, overwrite) as stage:
         if result.sheet is not None:
             stage.file("contact_sheet.png").write_bytes(result.sheet)
             written["contact_sheet"] = str(out / "contact_sheet.png")

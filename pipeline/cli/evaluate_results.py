@@ -3,10 +3,15 @@ r"""``defr evaluate``: the official HICO-DET / HICO numbers for any model's resu
     defr evaluate upt_cache/ --benchmark hicodet --anno instances_test2015.json --hico-anno anno.mat --out eval/
     defr evaluate qpic_preds.json --benchmark hicodet --anno anno_bbox.mat --compare qpic --out eval/
     defr evaluate image_scores.parquet --benchmark hico --anno anno.mat --out eval/
+    defr evaluate vcoco_dets.pkl --benchmark vcoco --anno vcoco_test.json --coco instances_vcoco_all_2014.json --out eval/
+    defr evaluate preds.csv --benchmark hicodet --anno instances_test2015.json --zero-shot rf-uc --out eval/
 
 HICO-DET: Full / Rare / Non-rare mAP in the Default and Known-Object settings with the project's evaluator
 (:func:`pipeline.metrics.hicodet_map`, equal to ho-rcnn's ``eval_one.m`` / ``VOCevaldet_bboxpair.m``);
 HICO: classification mAP, Few@1/5/10 and Known-Object mAP (:func:`pipeline.metrics.hico_classification_map`).
+V-COCO: agent AP and role AP, scenarios 1 and 2, equal to the official ``vsrl_eval.py``
+(:mod:`pipeline.cli.evaluate_vcoco`).
+``--zero-shot rf-uc|nf-uc|uo|uv`` (HICO-DET only) adds Full / Seen / Unseen over GEN-VLKT's unseen lists.
 Writes into ``--out``: ``metrics.json``, ``per_class_ap.csv``, ``rejects.csv``, ``pr/`` (precision-recall
 CSVs and ``pr.png``) and ``report.md``, all at once (the folder is replaced atomically). Imports neither
 torch nor Ray. Formats: :mod:`pipeline.results.formats`; docs/evaluation.md.
@@ -21,12 +26,13 @@ import time
 import numpy as np
 
 log = logging.getLogger("defr.evaluate")
-BENCHMARKS = ("hicodet", "hico")
+BENCHMARKS = ("hicodet", "hico", "vcoco")
 DEFAULT_MAX_REJECT = 0.05   # params.yaml checks.max_reject_fraction
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Registers ``evaluate`` on the ``defr`` subcommand parsers."""
+    from pipeline.choices import HOI_BASES, ZERO_SHOT
     from pipeline.results.detr_lists import HOI_LABELS, OBJECT_LABELS
     from pipeline.results.formats import FORMATS
     from pipeline.results.mat_cache import OBJECT_ORDERS
@@ -37,19 +43,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("results", metavar="RESULTS", help="result file or folder (detections_NN.mat folder, .json/.pkl "
                                                      "result list, .csv/.jsonl/.parquet table)")
     p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
-    p.add_argument("--anno", required=True, help="hicodet: instances_test2015.json or anno_bbox.mat; hico: anno.mat "
-                                                 "(paths or fsspec URIs)")
+    p.add_argument("--anno", required=True, help="hicodet: instances_test2015.json or anno_bbox.mat; hico: anno.mat; "
+                                                 "vcoco: vcoco_test.json (paths or fsspec URIs)")
     p.add_argument("--hico-anno", default="", help="hicodet: HICO's anno.mat, for the official Known-Object rule "
                                                    "(default: anno.mat beside --anno if there is one)")
+    p.add_argument("--coco", default="", help="vcoco: the COCO instances with the boxes (instances_vcoco_all_2014.json)")
     p.add_argument("--format", default="auto", choices=FORMATS)
     p.add_argument("--out", required=True, help="output folder (replaced)")
     p.add_argument("--compare", nargs="*", default=[], metavar="NAME",
-                   help="published results to show beside yours (e.g. qpic cdn-l defr-b16)")
+                   help="published results to show beside yours (e.g. qpic cdn-l defr-b16; gen-vlkt-s hoiclip "
+                        "with --zero-shot)")
+    p.add_argument("--zero-shot", default="none", choices=ZERO_SHOT,
+                   help="hicodet: also Full / Seen / Unseen mAP of this zero-shot setting (GEN-VLKT's unseen lists)")
     p.add_argument("--pr-classes", type=int, nargs="*", default=[], metavar="HOI",
                    help="official 1-based HOI ids to plot precision-recall for (default: 3 chosen by AP)")
     p.add_argument("--images", default="", help="pipeline format: the prepared images.parquet naming its image_ids")
     p.add_argument("--mat-object-order", default="auto", choices=OBJECT_ORDERS,
                    help="detections_NN.mat numbering: coco (ho-rcnn), hico (UPT), auto (from the row counts)")
+    p.add_argument("--hoi-base", default="auto", choices=HOI_BASES,
+                   help="plain tables: 1 = official HOI ids 1..600, 0 = ids 0..599; auto: 1, refusing ids that look "
+                        "0-based (some 0, no 600); the base read is in metrics.json and the report")
     p.add_argument("--hoi-labels", default="auto", choices=HOI_LABELS,
                    help="result lists: category_id is a verb (QPIC/CDN) or a HOI (GEN-VLKT/HOICLIP)")
     p.add_argument("--object-labels", default="coco80", choices=OBJECT_LABELS, help="result lists: object label ids")
@@ -67,11 +80,23 @@ def run(args) -> int:
     # Arguments are checked before any file is read: a typo fails in a second, not after the scoring.
     if not 0 <= args.max_reject_fraction <= 1:
         raise ValueError(f"--max-reject-fraction {args.max_reject_fraction}: expected a fraction in [0, 1]")
-    compare = lookup(args.benchmark, args.compare)
+    if args.zero_shot != "none" and args.benchmark != "hicodet":
+        raise ValueError(f"--zero-shot {args.zero_shot}: the zero-shot settings are HICO-DET's (their unseen lists "
+                         f"index its 600 HOI classes); use --benchmark hicodet, not {args.benchmark}")
+    if args.benchmark == "vcoco":
+        from pipeline.cli.evaluate_vcoco import run_vcoco
+
+        return run_vcoco(args, start)
+    compare = lookup(args.benchmark, args.compare, args.zero_shot)
     _pr_classes(args.pr_classes, np.zeros(0), 600)
+    from pipeline import storage
+
+    if not storage.exists(args.results):  # before the annotations take their seconds
+        raise FileNotFoundError(f"{args.results}: no such file or folder")
     if args.benchmark == "hicodet":
         result = evaluate_hicodet(args.results, args.anno, args.hico_anno or _beside(args.anno, "anno.mat"),
-                                  args.format, _options(args), args.max_reject_fraction, args.pr_classes)
+                                  args.format, _options(args), args.max_reject_fraction, args.pr_classes,
+                                  args.zero_shot)
     else:
         result = evaluate_hico(args.results, args.anno, args.images, args.max_reject_fraction, args.pr_classes)
     result["compare"] = compare
@@ -82,6 +107,10 @@ def run(args) -> int:
         for setting in ("default", "known_object"):
             v = m[setting]
             print(f"{setting:13s} mAP Full {_f(v['full'])}  Rare {_f(v['rare'])}  Non-rare {_f(v['non_rare'])}")
+        if "zero_shot" in m:
+            z = m["zero_shot"]
+            print(f"zero-shot {z['setting'].upper():5s} mAP Full {_f(z['full'])}  Seen {_f(z['seen'])}  "
+                  f"Unseen {_f(z['unseen'])}")
     else:
         print(f"mAP {_f(m['map'])}  Few@1 {_f(m['few1'])}  Few@5 {_f(m['few5'])}  Few@10 {_f(m['few10'])}  "
               f"Known-Object {_f(m['known_object_map'])}")
@@ -109,12 +138,16 @@ def _options(args):
     from pipeline.results.formats import ReadOptions
 
     return ReadOptions(images=args.images, mat_object_order=args.mat_object_order, hoi_labels=args.hoi_labels,
-                       object_labels=args.object_labels)
+                       object_labels=args.object_labels, hoi_base=args.hoi_base)
 
 
 def evaluate_hicodet(results: str, anno: str, hico_anno: str = "", fmt: str = "auto", options=None,
-                     max_reject_fraction: float = DEFAULT_MAX_REJECT, pr_classes=()) -> dict:
+                     max_reject_fraction: float = DEFAULT_MAX_REJECT, pr_classes=(), zero_shot: str = "none") -> dict:
     """Reads ``results`` and scores it against the test set: metrics (percent), per-class rows, curves.
+
+    ``zero_shot`` (a setting of :data:`pipeline.choices.ZERO_SHOT`) adds ``metrics["zero_shot"]``: Full /
+    Seen / Unseen, the means of the Default per-class AP over all classes, the seen and the unseen ones,
+    in percent and not rounded (so they can be compared with another evaluator's to 1e-6).
 
     Raises:
         pipeline.rejects.DataLossError: more rows rejected than ``max_reject_fraction``.
@@ -123,12 +156,13 @@ def evaluate_hicodet(results: str, anno: str, hico_anno: str = "", fmt: str = "a
     from pipeline.classes.hico_vocab import hico_vocabulary
     from pipeline.metrics import hicodet_map
     from pipeline.rejects import check_loss, top_reasons
-    from pipeline.results.formats import read_detections
+    from pipeline.results.formats import named_read_errors, read_detections
     from pipeline.results.testset import read_test_set
 
     vocab = hico_vocabulary()
     t0 = time.perf_counter()
-    test = read_test_set(anno, hico_anno, vocab)
+    with named_read_errors(anno, "HICO-DET test annotations"):
+        test = read_test_set(anno, hico_anno, vocab)
     t1 = time.perf_counter()
     det = read_detections(results, test, fmt, options)
     t2 = time.perf_counter()
@@ -146,10 +180,18 @@ def evaluate_hicodet(results: str, anno: str, hico_anno: str = "", fmt: str = "a
                for s, r in (("default", default), ("known_object", known))}
     metrics.update(num_classes=default.num_evaluated, num_detections=len(det), num_rejected=len(det.rejects),
                    num_test_images=test.num_images, num_test_pairs=int(len(test.pairs["hoi"])))
+    if zero_shot != "none":
+        metrics["zero_shot"] = _zero_shot(default.per_class, zero_shot)
     per_class = [{"hoi": h + 1, "verb": vocab[h].verb, "object": vocab[h].object, "rare": bool(test.rare[h]),
                   "num_test_pairs": int(default.num_positives[h]), "num_detections": int(default.num_detections[h]),
                   "ap": _pct(default.per_class[h]), "recall": _pct(default.recall[h]),
                   "ap_known_object": _pct(known.per_class[h])} for h in range(len(vocab))]
+    if zero_shot != "none":   # per_class_ap.csv says which classes are unseen
+        from pipeline.classes.zero_shot import hico_unseen
+
+        unseen = set(hico_unseen(zero_shot).tolist())
+        for row in per_class:
+            row["unseen"] = row["hoi"] - 1 in unseen
     chosen = _pr_classes(pr_classes, default.per_class, len(vocab))
     curves = {h: default.precision_recall(h) for h in chosen}
     return {"benchmark": "hicodet", "metrics": metrics, "per_class": per_class, "curves": curves, "names": vocab,
@@ -167,16 +209,19 @@ def evaluate_hico(results: str, anno: str, images: str = "", max_reject_fraction
     from pipeline.metrics import hico_classification_map, subset_map
     from pipeline.metrics.ap import precision_recall
     from pipeline.rejects import check_loss, top_reasons
+    from pipeline.results.formats import named_read_errors
     from pipeline.results.image_scores import read_image_scores
     from pipeline.results.testset import read_anno_test
 
     vocab = hico_vocabulary()
     t0 = time.perf_counter()
-    file_names, labels = read_anno_test(anno, vocab)
+    with named_read_errors(anno, "HICO annotations (anno.mat)"):
+        file_names, labels = read_anno_test(anno, vocab)
     # Few@k counts positive training images of anno.mat; the bundled vocabulary holds those counts.
     train_pos = vocab.hico_train_positives
     t1 = time.perf_counter()
-    scores, rejects, total = read_image_scores(results, file_names, len(vocab), images)
+    with named_read_errors(results, "image scores"):
+        scores, rejects, total = read_image_scores(results, file_names, len(vocab), images)
     t2 = time.perf_counter()
     summary = check_loss(f"{results} (image scores)", total, [r["reason"] for r in rejects], max_reject_fraction,
                          "rejects.csv")
@@ -209,6 +254,18 @@ def evaluate_hico(results: str, anno: str, images: str = "", max_reject_fraction
             "sources": {"results": results, "annotation": anno},
             "timing": {"read_annotations_s": round(t1 - t0, 3), "read_results_s": round(t2 - t1, 3),
                        "evaluate_s": round(time.perf_counter() - t2, 3)}}
+
+
+def _zero_shot(per_class: np.ndarray, setting: str) -> dict:
+    """Full / Seen / Unseen (percent, unrounded) of the Default per-class AP in a zero-shot setting."""
+    from pipeline.classes.zero_shot import hico_unseen, source_line
+    from pipeline.metrics import seen_unseen_map
+
+    unseen = np.zeros(len(per_class), dtype=bool)
+    unseen[hico_unseen(setting)] = True
+    means = seen_unseen_map(per_class, unseen)
+    return {"setting": setting, **{k: None if not np.isfinite(v) else float(v) * 100 for k, (v, _) in means.items()},
+            "num_classes": {k: n for k, (_, n) in means.items()}, "source": source_line()}
 
 
 def _pct(x) -> float | None:

@@ -8,16 +8,17 @@ so that reading it fails with its reason like any unreadable image.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import fsspec
 import pyarrow as pa
 
 from pipeline import storage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv")  # `defr detect` only (pipeline.video)
 LIST_SUFFIXES = (".txt", ".lst")
 GLOB_CHARS = "*?["
 
@@ -36,8 +37,10 @@ class ImageInputs:
 
 
 def _fs(arg: str):
-    fs, path = fsspec.core.url_to_fs(arg)
-    return fs, path
+    """The filesystem of ``arg`` through :func:`pipeline.storage.filesystem` (credentials in the URI refused,
+    the project's object-store settings), and the context that turns store errors into one line naming it."""
+    fs, path = storage.filesystem(arg)
+    return fs, path, (contextlib.nullcontext() if storage.is_local(arg) else storage.errors_for(arg, fs))
 
 
 def _full(fs, path: str, like: str) -> str:
@@ -45,18 +48,25 @@ def _full(fs, path: str, like: str) -> str:
     return path if storage.is_local(like) else fs.unstrip_protocol(path)
 
 
-def _expand(arg: str, depth: int = 0) -> tuple[list[str], list[tuple[str, str]]]:
+def _expand(arg: str, depth: int = 0, suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+            ) -> tuple[list[str], list[tuple[str, str]]]:
     arg = arg.strip()
     if not arg:
         return [], []
-    fs, path = _fs(arg)
+    fs, path, errors = _fs(arg)
+    with errors:
+        return _expand_on(fs, path, arg, depth, suffixes)
+
+
+def _expand_on(fs, path: str, arg: str, depth: int, suffixes: tuple[str, ...]
+               ) -> tuple[list[str], list[tuple[str, str]]]:
     if any(c in arg for c in GLOB_CHARS):
         hits = sorted(p for p in fs.glob(path) if not fs.isdir(p))
         return ([_full(fs, p, arg) for p in hits], [] if hits else [(arg, "matches no file")])
     if fs.isdir(path):
-        hits = sorted(p for p in fs.ls(path, detail=False) if str(p).lower().endswith(IMAGE_SUFFIXES))
+        hits = sorted(p for p in fs.ls(path, detail=False) if str(p).lower().endswith(suffixes))
         return ([_full(fs, p, arg) for p in hits],
-                [] if hits else [(arg, f"folder without image files ({', '.join(IMAGE_SUFFIXES)})")])
+                [] if hits else [(arg, f"folder without image files ({', '.join(suffixes)})")])
     if arg.lower().endswith(LIST_SUFFIXES) and fs.isfile(path):
         if depth:
             return [], [(arg, "a list inside a list is not read")]
@@ -69,7 +79,7 @@ def _expand(arg: str, depth: int = 0) -> tuple[list[str], list[tuple[str, str]]]
                 continue
             if storage.is_local(line) and storage.is_local(arg) and not os.path.isabs(line):
                 line = os.path.join(base, line)
-            u, p = _expand(line, depth + 1)
+            u, p = _expand(line, depth + 1, suffixes)
             uris += u
             problems += p
         if not uris and not problems:
@@ -78,11 +88,12 @@ def _expand(arg: str, depth: int = 0) -> tuple[list[str], list[tuple[str, str]]]
     return [arg], []
 
 
-def expand_images(args: list[str]) -> ImageInputs:
-    """The images that ``args`` name, in order, each once (see the module docstring)."""
+def expand_images(args: list[str], videos: bool = False) -> ImageInputs:
+    """The images that ``args`` name, in order, each once (see the module docstring); with ``videos``, a
+    folder's video files too (:data:`VIDEO_SUFFIXES`)."""
     uris, problems, seen = [], [], set()
     for arg in args:
-        found, bad = _expand(str(arg))
+        found, bad = _expand(str(arg), suffixes=IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ()))
         problems += bad
         for u in found:
             if u not in seen:

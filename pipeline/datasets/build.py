@@ -212,17 +212,8 @@ def class_table(data: DatasetInput, images: pa.Table, pairs: pa.Table) -> pa.Tab
     hoi = np.asarray(static.column("hoi").to_numpy(), dtype=np.int64)
     if not np.array_equal(hoi, np.arange(C)):
         raise ValueError(f"{data.dataset} classes: hoi must be 0..{C - 1} in order")
-    split = np.asarray(images.column("split").to_pylist())
-    trainval = np.isin(split, ["train", "val"])
-    n_images = np.zeros(C, dtype=np.int64)
-    for lst, tv in zip(images.column("positives").to_pylist(), trainval):
-        if tv:
-            n_images[lst] += 1
-    train_ids = set(images.column("image_id").to_numpy()[trainval].tolist())
-    pair_img = pairs.column("image_id").to_numpy()
-    in_train = np.fromiter((i in train_ids for i in pair_img), dtype=bool, count=len(pair_img))
-    n_pairs = np.bincount(pairs.column("hoi").to_numpy()[in_train].astype(np.int64), minlength=C)
-    rare = data.rare(n_pairs, bool(in_train.any()))
+    n_images, n_pairs = training_counts(images, pairs, C)
+    rare = data.rare(n_pairs, bool(n_pairs.any()))
     cols = {name: static.column(name) for name in static.column_names}
     cols.update(n_train_images=n_images, n_train_pairs=n_pairs,
                 rare=pa.nulls(C, pa.bool_()) if rare is None else pa.array(np.asarray(rare, dtype=bool)))
@@ -230,6 +221,18 @@ def class_table(data: DatasetInput, images: pa.Table, pairs: pa.Table) -> pa.Tab
         if f.name not in cols:
             cols[f.name] = pa.nulls(C, f.type)
     return schemas.conform(pa.table(cols), schemas.CLASSES, "classes")
+
+
+def training_counts(images: pa.Table, pairs: pa.Table, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """([C] positive train + val images, [C] train + val pairs) of each class."""
+    trainval = np.isin(np.asarray(images.column("split").to_pylist()), ["train", "val"])
+    n_images = np.zeros(num_classes, dtype=np.int64)
+    for lst, tv in zip(images.column("positives").to_pylist(), trainval):
+        if tv:
+            n_images[lst] += 1
+    in_train = np.isin(pairs.column("image_id").to_numpy(), images.column("image_id").to_numpy()[trainval])
+    n_pairs = np.bincount(pairs.column("hoi").to_numpy()[in_train].astype(np.int64), minlength=num_classes)
+    return n_images, n_pairs
 
 
 def single_label_coding(positive: int, num_classes: int) -> tuple[list[int], list[int]]:

@@ -27,18 +27,32 @@ def read_rgb(uri: str, expected: tuple[int, int] | None = None, upright: bool = 
         ImageError: missing, undecodable (e.g. truncated), or not the annotated size.
     """
     try:
-        with storage.open_file(uri) as f, Image.open(f) as im:
-            img = (ImageOps.exif_transpose(im) if upright else im).convert("RGB")
+        with storage.open_file(uri) as f:
+            try:
+                with Image.open(f) as im:
+                    img = (ImageOps.exif_transpose(im) if upright else im).convert("RGB")
+            except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+                raise ImageError(_undecodable(e, f, uri)) from e
     except FileNotFoundError:
         raise ImageError("missing image file") from None
     except IsADirectoryError:
         raise ImageError("a folder, not an image file") from None
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-        raise ImageError(f"cannot decode image: {type(e).__name__}: {e}") from e
     if expected is not None and img.size != tuple(expected):
         raise ImageError(f"image is {img.size[0]}x{img.size[1]} but the annotation says "
                          f"{expected[0]}x{expected[1]}")
     return img
+
+
+def _undecodable(e: Exception, f, uri: str) -> str:
+    """Why PIL could not read ``f``, naming ``uri`` (PIL names the file object: ``<fsspec ... LocalFileOpener
+    object at 0x...>``) and saying so when the file is simply empty."""
+    try:
+        empty = f.seek(0, 2) == 0
+    except (OSError, ValueError):
+        empty = False
+    if empty:
+        return f"empty file (0 bytes): {uri}"
+    return f"cannot decode image {uri}: {type(e).__name__}: {str(e).replace(repr(f), uri)}"
 
 
 @dataclass
@@ -52,14 +66,20 @@ class ImageCheck:
 def check_image(uri: str, expected: tuple[int, int] | None = None, decode: bool = True) -> ImageCheck:
     """Opens ``uri``; with ``decode`` reads every pixel (catches truncated JPEGs)."""
     try:
-        with storage.open_file(uri) as f, Image.open(f) as im:
-            size = im.size
-            if decode:
-                im.load()
+        with storage.open_file(uri) as f:
+            try:
+                with Image.open(f) as im:
+                    size = im.size
+                    if decode:
+                        im.load()
+            except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+                return ImageCheck(uri, problem=_undecodable(e, f, uri))
     except FileNotFoundError:
         return ImageCheck(uri, problem="missing image file")
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-        return ImageCheck(uri, problem=f"cannot decode image: {type(e).__name__}: {e}")
+    except IsADirectoryError:
+        return ImageCheck(uri, problem="a folder, not an image file")
+    except OSError as e:
+        return ImageCheck(uri, problem=f"cannot read image file: {e}")
     if expected is not None and tuple(expected) != size:
         return ImageCheck(uri, *size, problem=f"image is {size[0]}x{size[1]} but the annotation "
                                               f"says {expected[0]}x{expected[1]}")

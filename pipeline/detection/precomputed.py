@@ -7,8 +7,10 @@ Three formats:
   HICO-DET literature shares its detections (fredzzhang/hicodet ``detections/``, used by SCG and UPT,
   including the DRG fine-tuned detections). Labels there are HICO's alphabetical objects (``hico80``,
   person = 49); boxes are continuous pixel coordinates of the original image.
-- ``table``: a Parquet or CSV file with a row per box: ``image_id`` or ``file_name``; ``box`` (list of 4)
-  or ``x1, y1, x2, y2``; ``label``; ``score``.
+- ``table``: a Parquet or CSV file with a row per box: ``image_id``, ``file_name`` or ``image``; ``box`` (list
+  of 4, or ``"[x1, y1, x2, y2]"`` text in a CSV) or ``x1, y1, x2, y2``; ``label`` (integers of the label space)
+  or ``category`` (COCO names); ``score``; and ``frame`` for the rows of a video's frames (0-based index of
+  the decoded frame; :func:`read_boxes_table`).
 - ``boxes_json``: one JSON file, image file name -> list of ``{"category": COCO name, "box": [x1, y1, x2,
   y2], "score": s}`` (pixels; ``score`` defaults to 1 for hand-drawn boxes): the form of
   ``shared/data/photos/boxes.json``, and the simplest to write by hand. Categories are COCO names in any
@@ -114,41 +116,154 @@ def _load_table(uri: str) -> pa.Table:
     raise ValueError(f"detect.precomputed.path: {uri} must end in .parquet or .csv")
 
 
-def read_table(uri: str, images: pa.Table, label_space: str = "coco80"
-               ) -> tuple[list[ImageDetections], list[tuple[str, str, str]], dict]:
-    """Reads a Parquet / CSV detections table, keyed by image_id or file_name (see module doc)."""
+def _box_values(column: pa.ChunkedArray) -> tuple[np.ndarray, list[int]]:
+    """[N, 4] boxes of a ``box`` column (lists, or text such as ``"[x1, y1, x2, y2]"`` in a CSV file) and the
+    rows whose box is not 4 numbers (NaN there)."""
+    boxes, bad = np.full((len(column), 4), np.nan), []
+    for i, value in enumerate(column.to_pylist()):
+        try:
+            if isinstance(value, str):
+                value = json.loads(value) if value.strip().startswith("[") else value.replace(",", " ").split()
+            box = [float(v) for v in value]
+            if len(box) != 4:
+                raise ValueError
+            boxes[i] = box
+        except (TypeError, ValueError):
+            bad.append(i)
+    return boxes, bad
+
+
+def _labels(table: pa.Table, uri: str, label_space: str) -> np.ndarray:
+    """COCO-80 labels of a table's ``label`` (integers of ``label_space``) or ``category`` (COCO names) column.
+
+    Raises:
+        ValueError: a label outside the label space or a category that is not a COCO class (names the row).
+    """
+    if "label" in table.column_names:
+        return to_coco80(table["label"].to_numpy().astype(np.int64), label_space,
+                         source=f"{uri} (detect.precomputed.label_space)")
+    index = {n: i for i, n in enumerate(coco80_names())}
+    labels = np.empty(table.num_rows, np.int64)
+    for i, name in enumerate(table["category"].to_pylist()):
+        key = normalize(str(name))
+        if key not in index:
+            close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.6)
+            raise ValueError(f"{uri}: row {i}: category {name!r} is not a COCO class (close: {close})")
+        labels[i] = index[key]
+    return labels
+
+
+def _frames(table: pa.Table) -> tuple[np.ndarray, list[int]]:
+    """The ``frame`` column as int64 (-1 where empty: a row of an image), and the rows whose frame is not a
+    whole number >= 0."""
+    if "frame" not in table.column_names:
+        return np.full(table.num_rows, -1, np.int64), []
+    frames, bad = np.full(table.num_rows, -1, np.int64), []
+    for i, value in enumerate(table["frame"].to_pylist()):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        try:
+            number = float(value)
+            if number < 0 or number != int(number):
+                raise ValueError
+            frames[i] = int(number)
+        except (TypeError, ValueError, OverflowError):
+            bad.append(i)
+    return frames, bad
+
+
+def read_boxes_table(uri: str, images: pa.Table, label_space: str = "coco80", videos: pa.Table | None = None
+                     ) -> tuple[list[ImageDetections], dict[int, dict[int, ImageDetections]],
+                                list[tuple[str, str, str]], dict]:
+    """Reads a Parquet / CSV detections table for images and for the frames of videos.
+
+    A row per box: the key ``image_id``, ``file_name`` or ``image`` (a file name: found as given, else by its
+    last path part); ``box`` (4 numbers, or text ``"[x1, y1, x2, y2]"`` in a CSV) or ``x1, y1, x2, y2``;
+    ``label`` (integers of ``label_space``) or ``category`` (COCO names); ``score``; and, for a video, ``frame``:
+    the 0-based index of the decoded frame (empty on the rows of images).
+
+    Args:
+        images: image_id, file_name of the images.
+        videos: image_id, file_name of the videos (None: no video in the run).
+
+    Returns:
+        (detections of every image (none: empty), video id -> frame -> detections of the frames that have
+        rows, reject rows (source, "row i", reason) of the rows that match nothing or are unusable,
+        metadata counts).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a missing column, a label outside the label space, a category that is not a COCO class.
+    """
     table = _load_table(uri)
     cols = set(table.column_names)
-    key = "image_id" if "image_id" in cols else "file_name" if "file_name" in cols else None
+    key = next((k for k in ("image_id", "file_name", "image") if k in cols), None)
     has_box = "box" in cols or {"x1", "y1", "x2", "y2"} <= cols
-    missing = [c for c, ok in (("image_id or file_name", key), ("box or x1, y1, x2, y2", has_box),
-                               ("label", "label" in cols), ("score", "score" in cols)) if not ok]
+    missing = [c for c, ok in (("image_id, file_name or image", key), ("box or x1, y1, x2, y2", has_box),
+                               ("label or category", cols & {"label", "category"}), ("score", "score" in cols))
+               if not ok]
     if missing:
         raise ValueError(f"{uri}: missing column(s) {missing}; has {sorted(cols)}")
     if "box" in cols:
-        boxes = np.asarray(table["box"].to_pylist(), dtype=np.float64).reshape(-1, 4)
+        boxes, bad_box = _box_values(table["box"])
     else:
         boxes = np.stack([table[c].to_numpy().astype(np.float64) for c in ("x1", "y1", "x2", "y2")], 1)
-    labels = to_coco80(table["label"].to_numpy().astype(np.int64), label_space,
-                       source=f"{uri} (detect.precomputed.label_space)")
+        bad_box = []
+    labels = _labels(table, uri, label_space)
     scores = table["score"].to_numpy().astype(np.float64)
-    if key == "file_name":
-        lookup = dict(zip(images["file_name"].to_pylist(), images["image_id"].to_pylist()))
-        keys = table["file_name"].to_pylist()
-        ids = np.array([lookup.get(k, -1) for k in keys], dtype=np.int64)
+    frames, bad_frame = _frames(table)
+    videos = videos if videos is not None else pa.table({"image_id": pa.array([], pa.int64()),
+                                                        "file_name": pa.array([], pa.string())})
+    is_video = set(videos["image_id"].to_pylist())
+    keys = table[key].to_pylist()
+    if key == "image_id":
+        known = set(images["image_id"].to_pylist()) | is_video
+        ids = np.array([k if k in known else -1 for k in keys], dtype=np.int64)
     else:
-        keys = table["image_id"].to_pylist()
-        ids = np.asarray(keys, dtype=np.int64)
-        ids = np.where(np.isin(ids, images["image_id"].to_numpy()), ids, -1)
-    rejects = [(uri, f"row {i}", (key == "file_name" and name_problem(keys[i], "the image list"))
-                or f"{key} {keys[i]!r} is not an image of the image list") for i in np.flatnonzero(ids < 0)]
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    dets = []
-    for image_id in images["image_id"].to_pylist():
-        rows = order[np.searchsorted(sorted_ids, image_id):np.searchsorted(sorted_ids, image_id, "right")]
-        dets.append(ImageDetections(int(image_id), boxes[rows], labels[rows], scores[rows]))
-    return dets, rejects, {"rows": table.num_rows}
+        lookup = dict(zip(images["file_name"].to_pylist() + videos["file_name"].to_pylist(),
+                          images["image_id"].to_pylist() + videos["image_id"].to_pylist()))
+        ids = np.array([lookup.get(k, -1 if name_problem(k) else lookup.get(PurePosixPath(str(k)).name, -1))
+                        for k in keys], dtype=np.int64)
+    why: dict[int, str] = {}
+    for i in np.flatnonzero(ids < 0).tolist():
+        why[i] = ((key != "image_id" and name_problem(keys[i], "the image list"))
+                  or f"{key} {keys[i]!r} is not {'an image or video' if len(is_video) else 'an image'} of the image list")
+    for i in bad_box:
+        why.setdefault(i, f"box {table['box'][i].as_py()!r} is not [x1, y1, x2, y2]")
+    for i in bad_frame:
+        why.setdefault(i, f"frame {table['frame'][i].as_py()!r} is not a frame index (a whole number >= 0)")
+    for i in range(len(ids)):
+        if i in why:
+            continue
+        if ids[i] in is_video and frames[i] < 0:
+            why[i] = f"{keys[i]!r} is a video: its rows need a frame (0-based index of the decoded frame)"
+        elif ids[i] not in is_video and frames[i] >= 0:
+            why[i] = f"frame {frames[i]} given for {keys[i]!r}, which is an image, not a video"
+    rejects = [(uri, f"row {i}", reason) for i, reason in sorted(why.items())]
+    ids = np.where(np.isin(np.arange(len(ids)), list(why)), -1, ids)
+    order = np.lexsort((frames, ids))  # by id, then frame: each image's and each frame's rows are one run
+
+    def rows_of(image_id: int) -> np.ndarray:
+        return order[np.searchsorted(ids[order], image_id):np.searchsorted(ids[order], image_id, "right")]
+
+    def detections(image_id: int, rows: np.ndarray) -> ImageDetections:
+        return ImageDetections(int(image_id), boxes[rows], labels[rows], scores[rows])
+
+    dets = [detections(i, rows_of(i)) for i in images["image_id"].to_pylist()]
+    by_frame: dict[int, dict[int, ImageDetections]] = {}
+    for video_id in sorted(is_video):
+        mine = rows_of(video_id)
+        starts = np.flatnonzero(np.r_[True, np.diff(frames[mine]) != 0]) if len(mine) else np.zeros(0, np.int64)
+        by_frame[video_id] = {int(frames[mine[a]]): detections(video_id, mine[a:b])
+                              for a, b in zip(starts, np.r_[starts[1:], len(mine)])}
+    return dets, by_frame, rejects, {"rows": table.num_rows}
+
+
+def read_table(uri: str, images: pa.Table, label_space: str = "coco80"
+               ) -> tuple[list[ImageDetections], list[tuple[str, str, str]], dict]:
+    """Reads a Parquet / CSV detections table of images (:func:`read_boxes_table` without videos)."""
+    dets, _, rejects, meta = read_boxes_table(uri, images, label_space)
+    return dets, rejects, meta
 
 
 def _entry_boxes(entries, index: dict[str, int]) -> tuple[tuple | None, str | None, str | None]:

@@ -44,6 +44,17 @@ class DetectorSpec:
         return f"mmdet {self.config} ({self.checkpoint})"
 
 
+def add_detector_arguments(group) -> None:
+    """The ``--detector*`` options of ``defr detect`` and ``defr serve`` (an argparse group): a spec's fields."""
+    group.add_argument("--detector", help="MMDetection config: a file, or a config name bundled with mmdet")
+    group.add_argument("--detector-checkpoint", help="its weights (.pth / .safetensors, path or URI); "
+                                                     "'random': random weights, TESTS / DEMO ONLY")
+    group.add_argument("--detector-scale", type=int, nargs=2, metavar=("W", "H"),
+                       help="test size (default: the config's)")
+    group.add_argument("--trusted-checkpoint", action="store_true", help="full pickle load (only for files you trust)")
+    group.add_argument("--detector-seed", type=int, default=0, help="seed of random detector weights")
+
+
 class BoxDetector:
     """The detector and its post-processing, for any predictor that needs boxes of decoded images."""
 

@@ -95,6 +95,15 @@ class PoolWorker:
         prepare = getattr(self.predictor, "prepare", None)
         return (prepare(image, row) if prepare else image), None
 
+    def run_decoded(self, images: list, rows: list[dict]) -> pa.Table:
+        """The predictor on images decoded by the caller (video frames, decoded as a stream:
+        :mod:`pipeline.video`): ``prepare`` in the decode threads, then one call. Returns one row per image:
+        ``image_id`` and the predictor's columns."""
+        prepare = getattr(self.predictor, "prepare", None)
+        items = list(self.decoders.map(prepare, images, rows)) if prepare else list(images)
+        out = self.predictor(items, rows).select(self.predictor.schema.names).cast(self.predictor.schema)
+        return out.add_column(0, "image_id", pa.array([r["image_id"] for r in rows], pa.int64()))
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         loaded = list(self.decoders.map(self._load, rows))

@@ -17,12 +17,14 @@ class ImageScorer:
 
     schema = pa.schema([("scores", pa.list_(pa.float32()))])
 
-    def __init__(self, checkpoint: str, device: str = "cpu"):
+    def __init__(self, checkpoint: str, device: str = "cpu", precision: str = "auto"):
         import torch
 
         from pipeline.model import inference_transform, load_checkpoint
+        from pipeline.precision import resolve
 
-        self.device = torch.device(device)
+        resolve(precision, device)  # an unknown precision fails here, not at the first batch
+        self.device, self.precision = torch.device(device), precision
         self.model = load_checkpoint(checkpoint, self.device)
         self.transform = inference_transform(self.model.config)
 
@@ -32,10 +34,12 @@ class ImageScorer:
     def __call__(self, items: list, rows: list[dict]) -> pa.Table:
         import torch
 
+        from pipeline.precision import autocast, full_precision
+
         x = torch.stack(items).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.device.type == "cuda"):
-            scores = self.model(x).float().cpu().numpy()
+        head = full_precision(self.model.classify, next(self.model.parameters()).dtype)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            scores = head(self.model.pooled(x)).float().cpu().numpy()
         n = scores.shape[1]
         offsets = pa.array(np.arange(0, len(scores) * n + 1, n, dtype=np.int32))
         return pa.table({"scores": pa.ListArray.from_arrays(offsets, pa.array(scores.reshape(-1), pa.float32()))})
@@ -43,6 +47,7 @@ class ImageScorer:
 
 def score_images(images: pa.Table, checkpoint: str, placement: Placement, *, ray: bool,
                  upright: bool = False) -> PoolRun:
-    """Logits of every readable image of ``images`` (image_id, uri, optional width / height)."""
-    return run_predictor(images, ImageScorer, {"checkpoint": shippable(checkpoint)}, placement, ray=ray,
-                         upright=upright, desc="image scores")
+    """Logits of every readable image of ``images`` (image_id, uri, optional width / height), at the
+    placement's precision."""
+    kwargs = {"checkpoint": shippable(checkpoint), "precision": placement.precision}
+    return run_predictor(images, ImageScorer, kwargs, placement, ray=ray, upright=upright, desc="image scores")

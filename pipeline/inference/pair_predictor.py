@@ -47,19 +47,21 @@ class PairPredictor:
         boxes: ``score_floor`` and ``max_per_image`` for the boxes (0 and 0: no filter, as in the stage,
             whose boxes the detect stage filtered already).
         detector: :class:`DetectorSpec` fields, to detect the boxes in the actor; None: boxes in the rows.
-        picture: :class:`PictureOptions` fields to draw each image; None: no picture.
+        picture: :class:`PictureOptions` fields to draw each image (but those whose row has ``draw`` false);
+            None: no picture.
         attention: draw the CLS attention of the top pair (paper Fig. 4) of every image (True), of the
             images of these ids (a list: the score_regions stage's plots), or of none (False).
         attention_title: the figure's title, formatted with ``image_id``, ``name`` (the top class) and
             ``score``.
         device: torch device.
+        precision: the classifier's autocast (:mod:`pipeline.precision`); the detector runs fp32.
     """
 
     schema = pa.schema([*BOX_COLUMNS, *BOX_REPORT, *PAIR_COLUMNS, ("picture", pa.binary()), ("attention", pa.binary())])
 
     def __init__(self, checkpoint: str, pairs: dict, scoring: dict, boxes: dict | None = None,
                  detector: dict | None = None, picture: dict | None = None, attention: bool | list[int] = False,
-                 attention_title: str = "{name} (score {score:.3f})", device: str = "cpu"):
+                 attention_title: str = "{name} (score {score:.3f})", device: str = "cpu", precision: str = "auto"):
         from pipeline.classes.space import model_classes
         from pipeline.model import inference_transform, load_checkpoint
         from pipeline.regions.scorer import RegionScorer
@@ -69,7 +71,7 @@ class PairPredictor:
         self.transform = inference_transform(self.model.config)
         self.pair_params = PairParams(**pairs)
         self.score_params = ScoreParams(**scoring)
-        self.scorer = RegionScorer(self.model, self.score_params, self.classes)
+        self.scorer = RegionScorer(self.model, self.score_params, self.classes, precision)
         self.box_filter = {"score_floor": 0.0, "max_per_image": 0, **(boxes or {})}
         self.detector = BoxDetector(DetectorSpec(**detector), device) if detector else None
         self.picture = PictureOptions(**picture) if picture is not None else None
@@ -81,12 +83,18 @@ class PairPredictor:
 
     def find_boxes(self, images, rows) -> list[tuple[ImageDetections, Counts, int]]:
         """Per image: its boxes (detected, or from its row) after the post-processing, the counts and
-        reject rows of what was dropped, and boxes of non-COCO classes dropped."""
+        reject rows of what was dropped, and boxes of non-COCO classes dropped. With a detector, a row that
+        carries boxes keeps them (``defr serve``: photos sent with and without boxes share a batch)."""
         names = [str(r.get("name") or r.get("file_name") or f"image {r['image_id']}") for r in rows]
-        if self.detector is not None:
-            return self.detector.detect([np.asarray(im) for im in images], [r["image_id"] for r in rows], names)
+        todo = [i for i, r in enumerate(rows) if self.detector is not None and r.get("boxes") is None]
+        detected = dict(zip(todo, self.detector.detect([np.asarray(images[i]) for i in todo],
+                                                       [rows[i]["image_id"] for i in todo],
+                                                       [names[i] for i in todo]))) if todo else {}
         out = []
-        for image, row, name in zip(images, rows, names):
+        for i, (image, row, name) in enumerate(zip(images, rows, names)):
+            if i in detected:
+                out.append(detected[i])
+                continue
             counts = Counts()
             det = ImageDetections(row["image_id"], np.asarray(row["boxes"] or [], np.float32).reshape(-1, 4),
                                   np.asarray(row["labels"] or [], np.int64), np.asarray(row["scores"] or [], np.float32))
@@ -126,7 +134,7 @@ class PairPredictor:
                    "hoi": mine["hoi"].to_pylist(), "human_box": _flat(mine["human_box"]),
                    "object_box": _flat(mine["object_box"]), "score": mine["score"].to_pylist(),
                    "picture": None, "attention": None}
-            if self.picture is not None:
+            if self.picture is not None and row.get("draw", True):  # `defr serve`: only where a request asks
                 rec["picture"] = png_bytes(self.draw(image, det, mine, len(p)))
             if maps and row["image_id"] in maps and mine.num_rows:
                 rec["attention"] = self.attention_png(image, mine, maps[row["image_id"]])
@@ -219,12 +227,13 @@ def score_rows(rows: pa.Table, checkpoint: str, pair_params: PairParams, score_p
                placement: Placement, *, ray: bool, boxes: dict | None = None, detector: DetectorSpec | None = None,
                picture: PictureOptions | None = None, attention: bool | list[int] = False,
                attention_title: str = "{name} (score {score:.3f})", upright: bool = False) -> PoolRun:
-    """Runs :class:`PairPredictor` over ``rows`` (image_id, uri, [width, height], [boxes, labels, scores])."""
+    """Runs :class:`PairPredictor` over ``rows`` (image_id, uri, [width, height], [boxes, labels, scores]), the
+    classifier at the placement's precision."""
     kwargs = {"checkpoint": checkpoint, "pairs": dataclasses.asdict(pair_params),
               "scoring": dataclasses.asdict(score_params), "boxes": boxes,
               "detector": dataclasses.asdict(detector) if detector else None,
               "picture": dataclasses.asdict(picture) if picture else None, "attention": attention,
-              "attention_title": attention_title}
+              "attention_title": attention_title, "precision": placement.precision}
     return run_predictor(rows, PairPredictor, kwargs, placement, ray=ray, upright=upright, desc="score pairs")
 
 

@@ -35,10 +35,14 @@ class PictureOptions:
 
 @dataclass
 class DrawnPair:
-    """One pair to draw: boxes in the photo's pixels and its (class name, score) lines, best first."""
+    """One pair to draw: boxes in the photo's pixels and its (class name, score) lines, best first; its
+    colour and tag (default: by its rank, ``#1`` in the first colour; a video gives each linked pair its
+    own, so that they stay the same from frame to frame)."""
     human_box: list[float]
     object_box: list[float]
     lines: list[tuple[str, float]]
+    colour: tuple[int, int, int] | None = None
+    tag: str | None = None
 
 
 def _font(size: int):
@@ -97,16 +101,17 @@ def draw_pairs(image: Image.Image, pairs: list[DrawnPair], other_boxes: list[tup
         _label(draw, (float(box[0]), float(box[1])), text, GREY, font, (w, h))
     drawn = pairs[:options.pairs]
     for k, pair in reversed(list(enumerate(drawn))):  # the best pair last, on top
-        colour = PALETTE[k % len(PALETTE)]
+        colour = pair.colour or PALETTE[k % len(PALETTE)]
+        tag = pair.tag or f"#{k + 1}"
         for box in (pair.human_box, pair.object_box):
             draw.rectangle([float(v) for v in box], outline=colour, width=width)
         centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in (pair.human_box, pair.object_box)]
         draw.line(centres, fill=colour, width=width)
         for cx, cy in centres:
             draw.ellipse([cx - 2 * width, cy - 2 * width, cx + 2 * width, cy + 2 * width], fill=colour)
-        text = "\n".join(f"{'#%d ' % (k + 1) if i == 0 else '   '}{name.replace('_', ' ')} {score:.2f}"
+        text = "\n".join(f"{tag + ' ' if i == 0 else ' ' * (len(tag) + 1)}{name.replace('_', ' ')} {score:.2f}"
                          for i, (name, score) in enumerate(pair.lines[:options.classes]))
-        _label(draw, (float(pair.object_box[0]), float(pair.object_box[1])), text or f"#{k + 1}", colour, font, (w, h))
+        _label(draw, (float(pair.object_box[0]), float(pair.object_box[1])), text or tag, colour, font, (w, h))
     footer = "\n".join(t for t in (note, *options.note.split(" | ")) if t)
     if footer:
         _label(draw, (0, h), _wrap(draw, footer, font, w - 8), (0, 0, 0), font, (w, h))

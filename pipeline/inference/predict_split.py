@@ -10,6 +10,7 @@ from pipeline.datasets.splits import read_split
 from pipeline.placement import Placement
 from pipeline.inference.image_predictor import score_images
 from pipeline.model import load_checkpoint
+from pipeline.precision import effective
 
 
 def predict_split(images_path: str, checkpoint: str, split: str, placement: Placement) -> tuple[pa.Table, dict]:
@@ -28,5 +29,6 @@ def predict_split(images_path: str, checkpoint: str, split: str, placement: Plac
     meta = {"model": cfg.model_name, "text_model": cfg.text_model, "image_size": cfg.image_size,
             "num_classes": cfg.num_classes, "split": split, "scores": "logits",
             "demo_only": json.dumps(bool(cfg.metadata.get("demo_only", False))),
-            "actors": run.info["actors"], "device": run.info["device"]}
+            "actors": run.info["actors"], "device": run.info["device"],
+            "precision": effective(placement.precision, run.info["device"])}
     return schemas.conform(run.table, schemas.IMAGE_SCORES, "image_scores"), meta

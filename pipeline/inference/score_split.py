@@ -29,6 +29,7 @@ from pipeline.regions.scorer import ScoreParams
 from pipeline.datasets.splits import read_split
 from pipeline.model import read_model_config
 from pipeline.rejects import check_loss
+from pipeline.precision import effective
 
 from pipeline.inference.engine import Placement, SplitResult, shippable
 from pipeline.inference.pair_predictor import box_counts, detection_rows, hoi_table, score_rows
@@ -96,7 +97,8 @@ def score_split(model_dir: str, detections_path: str, images_path: str, split: s
                  "images_without_pairs": images.num_rows - with_pairs,
                  "pairs": int(pc.sum(run.table["pairs"]).as_py() or 0) if run.table.num_rows else 0,
                  "boxes": dict(sorted(by_reason.items())), "actors": run.info["actors"],
-                 "device": run.info["device"], "rows": table.num_rows})
+                 "device": run.info["device"], "precision": effective(placement.precision, run.info["device"]),
+                 "rows": table.num_rows})
 
     def draw_again(ids: list[int]) -> pa.Table:
         some = rows.filter(pc.is_in(rows["image_id"], pa.array(ids, pa.int64())))

@@ -98,3 +98,14 @@ def subset_map(per_class: np.ndarray, hois) -> tuple[float, int]:
     values = np.asarray(per_class, dtype=np.float64)[np.asarray(hois, dtype=np.int64)]
     values = values[~np.isnan(values)]
     return (float(values.mean()) if values.size else float("nan")), int(values.size)
+
+
+def seen_unseen_map(per_class: np.ndarray, unseen) -> dict[str, tuple[float, int]]:
+    """Full / Seen / Unseen of a zero-shot setting: ``{"full" | "seen" | "unseen": (mean AP, classes)}``,
+    each the mean of ``per_class`` over all classes, the seen ones and the unseen ones ([C] bool ``unseen``),
+    leaving out classes without an AP (NaN: no test positive), as :func:`subset_map` does."""
+    unseen = np.asarray(unseen, dtype=bool)
+    if unseen.shape != np.shape(per_class):
+        raise ValueError(f"unseen mask has shape {unseen.shape}, per-class AP {np.shape(per_class)}")
+    return {name: subset_map(per_class, np.flatnonzero(mask))
+            for name, mask in (("full", np.ones_like(unseen)), ("seen", ~unseen), ("unseen", unseen))}

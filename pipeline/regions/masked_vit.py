@@ -12,6 +12,10 @@ Two paths compute the same logits:
   (P pairs = P masked softmaxes + MLP + head); for L >= 3 the middle blocks see a pair-specific CLS
   and run per pair (correct, but P times the cost of those blocks).
 
+The masked blocks never wait on the device: which pairs read which image's keys is read on the host once,
+before them (:func:`image_groups`; nothing at all when ``pair_image`` is on the CPU), so a GPU's queue
+stays full through the blocks.
+
 Both take ``head``: pooled [P, width] (after ``ln_post``, before ``visual.proj``) -> logits, i.e.
 ``DEFRClassifier.classify``. Only open_clip ``VisionTransformer`` with token pooling and default
 ``ResidualAttentionBlock`` s is supported; anything else raises.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +32,7 @@ from torch import nn
 from pipeline.regions.masks import full_mask
 
 Head = Callable[[torch.Tensor], torch.Tensor]
+Groups = list[tuple[int, "slice | torch.Tensor"]]
 
 
 def check_visual(visual: nn.Module, layers: int) -> None:
@@ -96,16 +102,38 @@ def _qkv(block: nn.Module, x: torch.Tensor, rows: slice = slice(None)):
     return out.chunk(out.shape[-1] // x.shape[-1], dim=-1)
 
 
+def image_groups(pair_image: torch.Tensor, device: torch.device | str) -> Groups:
+    """The pairs of each image, read on the host once so that the masked blocks never wait on the device.
+
+    Args:
+        pair_image: [P] image of each pair (on the CPU: no device sync at all; on a GPU: one).
+        device: where the pairs' tensors are.
+
+    Returns:
+        [(image row, its pairs)]: a slice when its pairs are consecutive (the scorer's order, no copy),
+        else their indices on ``device``.
+    """
+    host = pair_image.cpu().numpy()
+    groups = []
+    for src in np.unique(host).tolist():
+        idx = np.flatnonzero(host == src)
+        whole = idx[-1] - idx[0] + 1 == len(idx)
+        groups.append((src, slice(int(idx[0]), int(idx[-1]) + 1) if whole else
+                       torch.from_numpy(idx).to(device, non_blocking=True)))
+    return groups
+
+
 def cls_attention(block: nn.Module, cls: torch.Tensor, patches: torch.Tensor,
-                  pair_src: torch.Tensor | None, mask_rows: torch.Tensor, return_weights: bool = False):
+                  groups: Groups | None, mask_rows: torch.Tensor, return_weights: bool = False):
     """One block's update of the CLS token of each pair, with its own mask row.
 
     Args:
         block: open_clip ResidualAttentionBlock.
         cls: [P, 1, D] CLS token of each pair entering the block.
         patches: [X, N, D] patch tokens entering the block: one row per image (shared by its pairs)
-            or, when ``pair_src`` is None, one row per pair.
-        pair_src: [P] row of ``patches`` that each pair reads, or None when X = P row-aligned.
+            or, when ``groups`` is None, one row per pair.
+        groups: which pairs read which row of ``patches`` (:func:`image_groups`), or None when X = P
+            row-aligned.
         mask_rows: [P, 1 + N] additive CLS rows.
         return_weights: also return the attention weights [P, H, 1 + N].
 
@@ -118,16 +146,15 @@ def cls_attention(block: nn.Module, cls: torch.Tensor, patches: torch.Tensor,
     kp, vp = (_heads(t, n_head) for t in _qkv(block, patches, slice(cls.shape[-1], None)))  # [X, H, N, d]
     q = qc[:, :, 0] * qc.shape[-1] ** -0.5                                # [P, H, d]
     self_logit = (q * kc[:, :, 0]).sum(-1, keepdim=True)                  # [P, H, 1]
-    if pair_src is None:
+    if groups is None:
         patch_logit = torch.einsum("phd,phnd->phn", q, kp)
     else:
         # Shared patches: one matmul per image against its keys, no per-pair copy of K and V.
-        groups = [(src, pair_src == src) for src in torch.unique(pair_src).tolist()]
         patch_logit = q.new_empty(q.shape[0], q.shape[1], kp.shape[2])
         for src, sel in groups:
             patch_logit[sel] = torch.einsum("phd,hnd->phn", q[sel], kp[src])
     w = (torch.cat([self_logit, patch_logit], dim=-1) + mask_rows[:, None, :].to(q.dtype)).softmax(-1)
-    if pair_src is None:
+    if groups is None:
         mixed = torch.einsum("phn,phnd->phd", w[..., 1:], vp)
     else:
         mixed = torch.empty_like(q)
@@ -146,7 +173,7 @@ def masked_tail(visual: nn.Module, tokens: torch.Tensor, pair_image: torch.Tenso
     Args:
         visual: open_clip VisionTransformer.
         tokens: [B, 1 + N, D] tokens entering the first masked block (:func:`prefix_tokens`).
-        pair_image: [P] image (row of ``tokens``) of each pair.
+        pair_image: [P] image (row of ``tokens``) of each pair; on the CPU, nothing here waits on the device.
         mask_rows: [P, 1 + N] additive CLS rows.
         layers: L.
         return_weights: also return the last block's CLS attention weights [P, H, 1 + N] (the
@@ -156,8 +183,10 @@ def masked_tail(visual: nn.Module, tokens: torch.Tensor, pair_image: torch.Tenso
         [P, 1, D] CLS tokens, and the weights when asked.
     """
     blocks = list(visual.transformer.resblocks)[len(visual.transformer.resblocks) - layers:]
-    cls = tokens[pair_image, :1]
-    patches, src = tokens[:, 1:], pair_image
+    groups = image_groups(pair_image, tokens.device)
+    index = pair_image.to(tokens.device, non_blocking=True)
+    cls = tokens[index, :1]
+    patches, src = tokens[:, 1:], groups
     weights = None
     for i, block in enumerate(blocks):
         if i == len(blocks) - 1 and return_weights:
@@ -169,7 +198,7 @@ def masked_tail(visual: nn.Module, tokens: torch.Tensor, pair_image: torch.Tenso
             if i == 0:
                 patches = block(tokens)[:, 1:]              # the CLS input is still the image's: shared
             else:
-                rows = patches if src is None else patches[src]
+                rows = patches if src is None else patches[index]
                 patches, src = block(torch.cat([cls, rows], dim=1))[:, 1:], None
         cls = new_cls
     return (cls, weights) if return_weights else cls

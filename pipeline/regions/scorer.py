@@ -8,6 +8,7 @@ import pyarrow as pa
 import torch
 
 from pipeline.classes.space import ClassSpace, model_classes
+from pipeline.precision import autocast, full_precision
 
 from pipeline.regions import masked_vit
 from pipeline.regions.masks import cls_mask_row, pair_coverage
@@ -38,6 +39,8 @@ class RegionScorer:
         params: see :class:`ScoreParams`.
         classes: the label space (which classes involve which COCO object); default the model's own
             (:func:`pipeline.classes.model_classes`).
+        precision: autocast of the forward pass (:mod:`pipeline.precision`; ``placement.<stage>.precision``):
+            ``auto`` = bf16 on CUDA, fp32 on CPU.
 
     Raises:
         ValueError: unknown path, a backbone masked scoring does not support, or classes that involve no
@@ -45,7 +48,7 @@ class RegionScorer:
     """
 
     def __init__(self, model: torch.nn.Module, params: ScoreParams = ScoreParams(),
-                 classes: ClassSpace | None = None):
+                 classes: ClassSpace | None = None, precision: str = "auto"):
         if params.path not in PATHS:
             raise ValueError(f"score_regions.path {params.path!r}: expected one of {PATHS}")
         masked_vit.check_visual(model.visual, params.masked_layers)
@@ -56,6 +59,8 @@ class RegionScorer:
                              f"{self.classes.names[:3]}): no box pair can score them, HOI detection does not apply")
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        self.precision = precision
+        autocast(self.device, precision)  # an unknown precision fails here, not at the first batch
 
     def mask_rows(self, pairs: list[Pairs], sizes: list[tuple[float, float]]) -> torch.Tensor:
         """[sum P, 1 + N] additive CLS rows of all pairs of the batch, image after image."""
@@ -85,14 +90,20 @@ class RegionScorer:
             block, mean over heads, without a mask and with each pair's mask (the top pair's is chosen
             by :meth:`score_with_attention`).
         """
+        with autocast(self.device, self.precision):
+            return self._forward(images, pairs, sizes, attend)
+
+    def _forward(self, images, pairs, sizes, attend):
         counts = torch.tensor([len(p) for p in pairs])
-        pair_image = torch.repeat_interleave(torch.arange(len(pairs)), counts).to(self.device)
+        # On the CPU: the masked blocks read which pairs belong to which image without a device sync.
+        pair_image = torch.repeat_interleave(torch.arange(len(pairs)), counts)
         rows = self.mask_rows(pairs, sizes)
         images = images.to(self.device, self.dtype)
-        visual, head, L, chunk = self.model.visual, self.model.classify, self.params.masked_layers, self.params.max_pairs
+        visual, L, chunk = self.model.visual, self.params.masked_layers, self.params.max_pairs
+        head = full_precision(self.model.classify, self.dtype)
         wanted = [i for i, a in enumerate(attend or []) if a and len(pairs[i])]
         # The pairs of the wanted images: their weights are kept (on the CPU, [P_i, N] each).
-        kept = torch.isin(pair_image, torch.tensor(wanted, dtype=pair_image.dtype, device=self.device))
+        kept = torch.isin(pair_image, torch.tensor(wanted, dtype=pair_image.dtype))
         weights = []
         if self.params.path == "naive":
             out = [masked_vit.naive_logits(visual, head, images, pair_image[s:s + 1], rows[s:s + 1], L)
@@ -101,7 +112,8 @@ class RegionScorer:
                 # open_clip's blocks return no weights: the reference path's figures come from the
                 # shared-prefix computation of the same pairs (the same attention up to float rounding).
                 tokens = masked_vit.prefix_tokens(visual, images, L)
-                _, w = masked_vit.masked_tail(visual, tokens, pair_image[kept], rows[kept], L, return_weights=True)
+                _, w = masked_vit.masked_tail(visual, tokens, pair_image[kept], rows[kept.to(self.device)], L,
+                                              return_weights=True)
                 weights.append(_patch_attention(w))
         else:
             tokens = masked_vit.prefix_tokens(visual, images, L)
@@ -111,14 +123,14 @@ class RegionScorer:
                                                 return_weights=True)
                 out.append(head(visual._pool(cls)[0]))
                 if wanted:
-                    weights.append(_patch_attention(w[kept[s:s + chunk]]))
+                    weights.append(_patch_attention(w[kept[s:s + chunk].to(self.device)]))
         if not out:
             return torch.zeros(0, self.model.config.num_classes), {}
         maps = {}
         if wanted:
             # The image without a mask: a row that blocks nothing, through the same masked blocks.
             n = rows.shape[1] - 1
-            idx = torch.tensor(wanted, device=self.device)
+            idx = torch.tensor(wanted)
             free = cls_mask_row(np.ones((len(wanted), n), bool), self.dtype, self.device)
             unmasked = _patch_attention(masked_vit.masked_tail(visual, tokens, idx, free, L, return_weights=True)[1])
             masked = torch.cat(weights)

@@ -15,11 +15,12 @@ import pyarrow as pa
 from pipeline.classes.space import ClassSpace
 from pipeline.datasets.labels import label_matrix
 from pipeline.datasets.splits import test_pairs, test_split
-from pipeline.metrics import hico_classification_map, hicodet_map, single_label_map, subset_map
+from pipeline.metrics import hico_classification_map, hicodet_map, seen_unseen_map, single_label_map, subset_map
 from pipeline.metrics.ap import precision_recall
 from pipeline.metrics.single_label import softmax
 
 FEW_SHOT = (1, 5, 10)
+CHANCE_DRAWS = 20   # seeded random-score draws whose mean AP is the chance level of the unseen classes
 CONVENTIONS_NOTE = ("map = map_all_classes (DEFR authors' code: softmax, 11-point AP, mean over all classes, "
                     "0 without a positive); map_with_positive (Girdhar et al.'s code: softmax, all-points AP, "
                     "mean over the classes with a positive). Which one the DEFR paper's Table 4 used is not "
@@ -112,6 +113,8 @@ def evaluate_classification(images: pa.Table, space: ClassSpace, image_scores: p
     metrics["num_test_images"] = int(test.num_rows)
     if known is None:
         metrics["notes"] = {"known_object_map": "not evaluated: not every class has an object"}
+    if space.zero_shot is not None:
+        metrics["zero_shot"] = zero_shot_metrics(space, default.per_class, *_classification_chance(labels, space))
     columns = {"cls_ap": default.per_class,
                "cls_ap_known_object": known.per_class if known else np.full(len(space), np.nan)}
     return ClassificationEval(metrics, default.per_class, columns, scores, labels)
@@ -132,6 +135,8 @@ def _single_label(test: pa.Table, scores: np.ndarray, labels: np.ndarray, space:
     metrics["num_classes"] = n
     metrics["num_test_images"] = int(test.num_rows)
     metrics["note"] = CONVENTIONS_NOTE
+    if space.zero_shot is not None:
+        metrics["zero_shot"] = zero_shot_metrics(space, result.per_class_11pt)
     # Curves and the long-tail plot rank by the softmax, as both conventions do.
     probs = softmax(scores)
     columns = {"cls_ap": result.per_class_11pt, "cls_ap_all_points": result.per_class_all_points}
@@ -183,6 +188,9 @@ def evaluate_detection(images: pa.Table, pairs: pa.Table, space: ClassSpace, hoi
         "num_detections": int(hoi_detections.num_rows),
         "num_test_pairs": int(gt.num_rows),
     }
+    if space.zero_shot is not None:
+        metrics["zero_shot"] = zero_shot_metrics(space, default.per_class, _detection_chance(
+            hoi_detections, gt, space, ids.to_numpy()))
     notes = {}
     if rare is None:
         notes["rare"] = "the dataset defines no rare split"
@@ -193,3 +201,55 @@ def evaluate_detection(images: pa.Table, pairs: pa.Table, space: ClassSpace, hoi
     if notes:
         metrics["notes"] = notes
     return metrics, default, known
+
+
+def zero_shot_metrics(space: ClassSpace, per_class: np.ndarray, chance: float | None = None,
+                      positive_fraction: float | None = None) -> dict:
+    """Full / Seen / Unseen mAP (percent) of the zero-shot setting the dataset was prepared in, with the
+    chance level of its unseen classes (the mean AP of :data:`CHANCE_DRAWS` seeded random rankings)."""
+    zs = space.zero_shot
+    means = seen_unseen_map(per_class, zs.mask(len(space)))
+    out = {"setting": zs.setting, **{k: pct(v) for k, (v, _) in means.items()}, "chance_unseen": pct(chance)}
+    if positive_fraction is not None:
+        out["positive_fraction_unseen"] = pct(positive_fraction)
+    return {**out, "num_classes": {k: n for k, (_, n) in means.items()}, "source": zs.source}
+
+
+def _classification_chance(labels: np.ndarray, space: ClassSpace) -> tuple[float, float]:
+    """(mean AP of random scores, mean fraction of positives among the ranked images) over the unseen
+    classes with a test positive. The 11-point AP of a random ranking is on average above the fraction of
+    positives (its interpolation keeps the best precision reached), most for classes with few positives."""
+    cols = np.asarray(space.zero_shot.unseen, dtype=np.int64)
+    lab = labels[:, cols]
+    has = (lab == 1).any(axis=0)
+    if not has.any():
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(0)
+    draws = [hico_classification_map(rng.random(lab.shape), lab).per_class for _ in range(CHANCE_DRAWS)]
+    fraction = (lab == 1).sum(axis=0) / np.maximum((lab != 0).sum(axis=0), 1)
+    return float(np.mean(draws, axis=0)[has].mean()), float(fraction[has].mean())
+
+
+def _detection_chance(hoi_detections: pa.Table, gt: pa.Table, space: ClassSpace, image_ids: np.ndarray) -> float:
+    """Mean AP over the unseen classes with test pairs when their detections (the same boxes) are ranked
+    by random scores instead of the model's."""
+    import warnings
+
+    import pyarrow.compute as pc
+
+    unseen = space.zero_shot.mask(len(space))
+    hoi = hoi_detections.column("hoi")
+    det = hoi_detections.filter(pc.is_in(hoi, value_set=pa.array(np.flatnonzero(unseen), hoi.type)))
+    score = det.schema.field("score")
+    rng = np.random.default_rng(0)
+    draws = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # no detection of an unseen class: AP 0, said by the metrics
+        for _ in range(CHANCE_DRAWS):
+            random = det.set_column(det.schema.get_field_index("score"), score,
+                                    pa.array(rng.random(det.num_rows), score.type))
+            draws.append(hicodet_map(random, gt, np.zeros(len(space), bool), len(space),
+                                     image_ids=image_ids).per_class[unseen])
+    values = np.mean(draws, axis=0)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")

@@ -1,6 +1,8 @@
 """The evaluation page: our numbers beside the DEFR paper's tables for the dataset evaluated."""
 from __future__ import annotations
 
+from pipeline.report.evaluation import CHANCE_DRAWS
+
 # DEFR paper (ECCV 2022), in percent, by dataset. HICO: Table 2/3/9 classification; Table 10 HICO-DET with the
 # detector of DRG/SCG fine-tuned on HICO-DET (no known-object numbers in the paper). MPII: Table 4, on the
 # 6,987-image validation split.
@@ -55,7 +57,7 @@ def _multi_label(c: dict, dataset: str) -> list[str]:
         text += (f" (paper: 49 / 125 / 162). Few@1 with DEFR's 49-class list: {_cell(c.get('few1_defr'))} "
                  f"({n.get('few1_defr')} classes)")
     known = c.get("notes", {}).get("known_object_map") or _cell(c["known_object_map"])
-    return out + ["", f"{text}. Known-object mAP: {known}.", ""]
+    return out + ["", f"{text}. Known-object mAP: {known}.", ""] + _zero_shot(c.get("zero_shot"), "classification")
 
 
 def _single_label(c: dict, dataset: str) -> list[str]:
@@ -72,13 +74,18 @@ def _single_label(c: dict, dataset: str) -> list[str]:
                   "positive counting 0; Girdhar et al.'s code takes the all-points AP and the mean over the "
                   f"{n['with_positive']} classes with a test positive. Few@1/5/10 (11-point, classes with 1 / <=5 / "
                   f"<=10 training images): {_cell(c['few1'])} / {_cell(c['few5'])} / {_cell(c['few10'])} "
-                  f"({n['few1']} / {n['few5']} / {n['few10']} classes).", ""]
+                  f"({n['few1']} / {n['few5']} / {n['few10']} classes).", ""] + _zero_shot(c.get("zero_shot"),
+                                                                                         "classification")
 
 
 def _detection(d: dict, dataset: str) -> list[str]:
     title = TITLES.get(dataset, ("", ""))[1] or "HOI detection"
     if "not_evaluated" in d:
         return [f"## {title}", "", f"{d['not_evaluated']}.", ""]
+    if "role_ap_scenario_1" in d:   # V-COCO's own protocol
+        from pipeline.report.vcoco import detection_section
+
+        return detection_section(d)
     out = [f"## {title}", ""]
     rows = [["**this run** (default)", d["default"]["full"], d["default"]["rare"], d["default"]["non_rare"]],
             ["**this run** (known object)", d["known_object"]["full"], d["known_object"]["rare"],
@@ -90,7 +97,24 @@ def _detection(d: dict, dataset: str) -> list[str]:
             f"{d['num_detections']} detections ranked."]
     notes = d.get("notes", {})
     out += [f"Note ({k}): {v}." for k, v in notes.items()]
-    return out + [""]
+    return out + [""] + _zero_shot(d.get("zero_shot"), "detection (default setting)")
+
+
+def _zero_shot(z: dict | None, what: str) -> list[str]:
+    """The Full / Seen / Unseen table of a zero-shot run, with the unseen classes' chance level."""
+    if not z:
+        return []
+    n = z["num_classes"]
+    fraction = z.get("positive_fraction_unseen")
+    return [f"### Zero-shot {z['setting'].upper()}, {what}", ""] + _table(
+        ["", "Full", "Seen", "Unseen", "Unseen at chance"],
+        [["**this run**", z["full"], z["seen"], z["unseen"], z["chance_unseen"]]]) + [
+        "", f"Classes with a test positive: {n['full']} (seen {n['seen']}, unseen {n['unseen']}). The unseen classes "
+        "(GEN-VLKT's list, matched to this dataset's classes) were taken out of the training split by prepare; "
+        "DEFR training leaves their classifier rows at their language-embedding initialisation. Chance: the mean AP of the unseen classes over "
+        f"{CHANCE_DRAWS} random rankings of the same {'images' if what == 'classification' else 'detections'}"
+        + (f" (fraction of positives among the ranked images: {_cell(fraction)})" if fraction is not None else "")
+        + f". Lists: {z['source']}.", ""]
 
 
 def evaluation_markdown(classification: dict | None, detection: dict | None, provenance: dict,
@@ -109,7 +133,10 @@ def evaluation_markdown(classification: dict | None, detection: dict | None, pro
     else:
         out += ["Official protocols: HICO classification (ambiguous labels removed, unknown = negative) and",
                 "HICO-DET (ho-rcnn matching, min IoU of human and object >= 0.5); 11-point AP; percent.", ""]
-        if dataset != "hico":
+        if dataset == "vcoco":
+            out[-1:-1] = ["Dataset: vcoco (its action-roles as classes): HICO's classification protocol; HOI "
+                          "detection with V-COCO's official role AP (all-points AP)."]
+        elif dataset != "hico":
             out[-1:-1] = [f"Dataset: {dataset} (its own classes, with the protocols of HICO)."]
     if classification is not None:
         out += (_single_label if label_mode == "single" else _multi_label)(classification, dataset)

@@ -34,6 +34,7 @@ class EvaluationInputs:
     hoi_detections: str = ""          # "" = detection off
     hoi_detections_table: object = None   # a pa.Table scored instead of reading hoi_detections (evaluate.external)
     external: dict | None = None          # what the table came from (results file, format, rejects): into the metrics
+    official_results: str = ""            # V-COCO: score_regions' folder holding the official results list
 
 
 @dataclass
@@ -105,6 +106,15 @@ def evaluate(inputs: EvaluationInputs, pr_classes: list[int] | None = None) -> E
     if reason:
         out.detection = {"not_evaluated": f"HOI detection not evaluated: {reason}"}
         log.warning("%s", out.detection["not_evaluated"])
+    elif inputs.hoi_detections and space.dataset == "vcoco" and not inputs.external:
+        from pipeline.report.vcoco import evaluate_prepared   # V-COCO's own protocol: official role AP
+
+        out.detection, columns, curve, source = evaluate_prepared(prepared, inputs.official_results, space)
+        out.provenance[source] = "the run's detections in V-COCO's official results format (score_regions)"
+        out.per_class.update(n_train_pairs=counts["detection"], **columns)
+        out.plots["detection"] = _plot_data(columns["det_ap"], counts["detection"], "n_train_pairs", curve, wanted,
+                                            space.names)
+        log.info("V-COCO role AP scenario 1 %s%%", out.detection["role_ap_scenario_1"])
     elif inputs.hoi_detections:
         metrics, default, known = evaluate_detection(tables["images"], tables["pairs"], space, tables["hoi_detections"])
         if inputs.external:

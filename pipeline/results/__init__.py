@@ -7,6 +7,8 @@ with the project's evaluators, :mod:`pipeline.metrics`).
   :mod:`~pipeline.results.own_tables`.
 - :mod:`pipeline.results.records`: checked detections and reject rows.
 - :mod:`pipeline.results.image_scores`: HICO image-level scores.
+- :mod:`pipeline.results.vcoco`: V-COCO results (the official list of per-person dicts, a plain table), and
+  that list written from scored pairs.
 - :mod:`pipeline.results.published`: published numbers for ``--compare``.
 
 Nothing here imports torch or Ray.

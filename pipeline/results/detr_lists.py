@@ -97,15 +97,6 @@ def entries_of(content, path: str) -> list[tuple[str | None, dict]]:
     return [(next((str(e[k]) for k in NAME_KEYS if isinstance(e, dict) and k in e), None), e) for e in content]
 
 
-def looks_like(content) -> bool:
-    """Whether ``content`` is a DETR-family result list (used by format detection)."""
-    try:
-        entries = entries_of(content, "")
-    except ValueError:
-        return False
-    return bool(entries) and isinstance(entries[0][1], dict) and "hoi_prediction" in entries[0][1]
-
-
 def read_detr_list(path: str, test: HicoDetTestSet, hoi_labels: str = "auto", object_labels: str = "coco80",
                    vocab: Vocabulary | None = None, content=None) -> Detections:
     """Reads a DETR-family result list (JSON, or pickle of plain containers and arrays).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline import storage
-from pipeline.results.records import Detections
+from pipeline.results.records import Detections, named_read_errors
 from pipeline.results.testset import HicoDetTestSet
 
 from pipeline.choices import RESULT_FORMATS as FORMATS
@@ -26,6 +26,7 @@ class ReadOptions:
     mat_object_order: str = "auto"  # mat: coco (ho-rcnn) | hico (UPT) | auto
     hoi_labels: str = "auto"        # detr: verb | hoi | auto
     object_labels: str = "coco80"   # detr, verb labels: coco80 | coco91 | hico80
+    hoi_base: str = "auto"          # table: 1 (official ids) | 0 | auto (refuses ids that look 0-based)
 
 
 def detect_format(path: str) -> str:
@@ -73,7 +74,16 @@ def read_detections(path: str, test: HicoDetTestSet, fmt: str = "auto",
         raise ValueError(f"--format {fmt!r}: expected one of {FORMATS}")
     if not storage.exists(path):
         raise FileNotFoundError(f"{path}: no such file or folder")
-    fmt = detect_format(path) if fmt == "auto" else fmt
+    with named_read_errors(path, "any known format"):
+        fmt = detect_format(path) if fmt == "auto" else fmt
+    with named_read_errors(path, fmt):
+        det = _read(path, test, fmt, options)
+    if not det.total:
+        raise ValueError(f"{path}: holds no detections ({fmt} format, 0 rows): no results to score")
+    return det
+
+
+def _read(path: str, test: HicoDetTestSet, fmt: str, options: ReadOptions) -> Detections:
     if fmt == "mat":
         from pipeline.results.mat_cache import read_mat_cache
 
@@ -85,7 +95,7 @@ def read_detections(path: str, test: HicoDetTestSet, fmt: str = "auto",
     if fmt == "table":
         from pipeline.results.own_tables import read_plain_table
 
-        return read_plain_table(path, test)
+        return read_plain_table(path, test, hoi_base=options.hoi_base)
     from pipeline.results.own_tables import read_own_parquet
 
     return read_own_parquet(path, test, options.images)

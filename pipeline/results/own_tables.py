@@ -3,7 +3,9 @@
 Plain table (``.csv``, ``.parquet``, ``.jsonl``), one row per (human, object, HOI) detection:
 
 * ``image``: test image file name, e.g. ``HICO_test2015_00000001.jpg`` (a folder prefix is ignored);
-* ``hoi``: official 1-based HOI id, 1..600 (``hico_list_hoi.txt``);
+* ``hoi``: official 1-based HOI id, 1..600 (``hico_list_hoi.txt``); 0-based ids (0..599, common in the peers'
+  code) only when the reader is told so (``hoi_base="0"``, ``defr evaluate --hoi-base 0``): a table whose ids
+  look 0-based (some 0, no 600) is refused otherwise, since read as 1-based every id names the next class;
 * ``human_box``, ``object_box``: ``[x1, y1, x2, y2]`` in the annotation's own convention, 1-based inclusive
   pixels as in ``anno_bbox.mat`` / ``instances_test2015.json`` (a CSV cell holds the list as text);
 * ``score``: the detection's score.
@@ -21,7 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import storage
-from pipeline.results.records import HOI_OUT_OF_RANGE, NUM_HOIS, Detections, check_rows
+from pipeline.choices import HOI_BASES
+from pipeline.results.records import HOI_OUT_OF_RANGE, NUM_HOIS, Detections, check_rows, named_read_errors
 from pipeline.results.testset import HicoDetTestSet
 
 TABLE_COLUMNS = ("image", "hoi", "human_box", "object_box", "score")
@@ -37,8 +40,12 @@ def read_table_file(path: str) -> pa.Table:
     if path.endswith(".csv"):
         import pyarrow.csv as pcsv
 
-        return pcsv.read_csv(pa.BufferReader(data), convert_options=pcsv.ConvertOptions(
-            column_types={"image": pa.string(), "human_box": pa.string(), "object_box": pa.string()}))
+        # One thread: after a parse error Arrow's reader threads could still be running at exit, which
+        # aborted the process (exit 134, "terminate called") in about one run in three; serial reading is
+        # also no slower here (1M rows: 0.9 s vs 2.6 s threaded on 2 busy cores).
+        return pcsv.read_csv(pa.BufferReader(data), read_options=pcsv.ReadOptions(use_threads=False),
+                             convert_options=pcsv.ConvertOptions(column_types={
+                                 "image": pa.string(), "human_box": pa.string(), "object_box": pa.string()}))
     if path.endswith((".jsonl", ".ndjson")):
         import pyarrow.json as pjson
 
@@ -51,11 +58,16 @@ def read_table_file(path: str) -> pa.Table:
     raise ValueError(f"{path}: expected a .csv, .parquet or .jsonl table")
 
 
-def read_plain_table(path: str, test: HicoDetTestSet, table: pa.Table | None = None) -> Detections:
+def read_plain_table(path: str, test: HicoDetTestSet, table: pa.Table | None = None,
+                     hoi_base: str = "auto") -> Detections:
     """Reads a plain detection table (columns ``TABLE_COLUMNS``, official 1-based ids and boxes).
 
+    Args:
+        hoi_base: ``"1"`` (official ids), ``"0"`` (0-based ids), or ``"auto"``: 1-based, refusing a table
+            whose ids look 0-based (:func:`hoi_id_base`). The base read is named in the result's notes.
+
     Raises:
-        ValueError: a missing column (naming the file and the columns it has).
+        ValueError: a missing column (naming the file and the columns it has), or ids that look 0-based.
     """
     table = read_table_file(path) if table is None else table
     _require(table, TABLE_COLUMNS, path)
@@ -64,8 +76,9 @@ def read_plain_table(path: str, test: HicoDetTestSet, table: pa.Table | None = N
         names = pc.cast(names, pa.string())
     image = _image_ids(names, test)
     hoi = _numbers(table.column("hoi"))
-    hoi0 = np.where(np.isfinite(hoi) & (hoi == np.round(hoi)) & (hoi >= 1) & (hoi <= NUM_HOIS),
-                    np.nan_to_num(hoi, nan=0).astype(np.int64) - 1, HOI_OUT_OF_RANGE)
+    base = hoi_id_base(hoi, hoi_base, path)
+    hoi0 = np.where(np.isfinite(hoi) & (hoi == np.round(hoi)) & (hoi >= base) & (hoi < NUM_HOIS + base),
+                    np.nan_to_num(hoi, nan=0).astype(np.int64) - base, HOI_OUT_OF_RANGE)
     human, obj = (_official_to_continuous(parse_boxes(table.column(c))) for c in ("human_box", "object_box"))
     score = _numbers(table.column("score"))
     first_row = 2 if path.endswith(".csv") else 1     # the header is row 1 of a CSV
@@ -73,7 +86,33 @@ def read_plain_table(path: str, test: HicoDetTestSet, table: pa.Table | None = N
     def describe(bad: np.ndarray) -> list[str]:
         return [f"row {r + first_row} ({names[int(r)].as_py()})" for r in bad]
 
-    return check_rows(path, image, hoi0, human, obj, score, describe, "table")
+    det = check_rows(path, image, hoi0, human, obj, score, describe, "table")
+    det.notes.append(f"HOI ids read as {base}-based ({'official, 1..600' if base else '0..599'}; "
+                     f"hoi_base {hoi_base})")
+    return det
+
+
+def hoi_id_base(hoi: np.ndarray, stated: str, path: str) -> int:
+    """The base of a plain table's HOI ids: ``stated``, or with ``"auto"`` 1 (the official ids), unless the
+    ids look 0-based: some row has id 0, none has 600 and none is out of range in both readings, so that an
+    off-by-one explains every id rejected as 1-based; read as 1-based, the rows of id 0 would be rejected
+    and every other row scored as the next class (a wrong mAP with exit 0).
+
+    Raises:
+        ValueError: ``stated`` is not one of ``HOI_BASES``, or ``"auto"`` and the ids look 0-based.
+    """
+    if stated not in HOI_BASES:
+        raise ValueError(f"hoi_base {stated!r}: expected one of {HOI_BASES}")
+    if stated != "auto":
+        return int(stated)
+    zeros, top = int(np.sum(hoi == 0)), int(np.sum(hoi == NUM_HOIS))
+    others = int(np.sum(np.isfinite(hoi) & ((hoi < 0) | (hoi > NUM_HOIS))))  # out of range either way
+    if zeros and not top and not others:
+        raise ValueError(f"{path}: the HOI ids look 0-based ({zeros} row(s) with hoi 0, none with {NUM_HOIS}): read "
+                         f"as the official 1-based ids (1..{NUM_HOIS}) every row would be scored as the next class. "
+                         "State the base: --hoi-base 0 (ids 0..599, read +1) or --hoi-base 1 (official ids), "
+                         "or write the official ids (add 1)")
+    return 1
 
 
 def read_own_parquet(path: str, test: HicoDetTestSet, images: str) -> Detections:
@@ -88,7 +127,8 @@ def read_own_parquet(path: str, test: HicoDetTestSet, images: str) -> Detections
                          "pass the images.parquet of that dataset (--images data/prepared/images.parquet)")
     table = storage.read_parquet(path)
     _require(table, OWN_COLUMNS, path)
-    im = storage.read_parquet(images, columns=["image_id", "file_name"])
+    with named_read_errors(images, "the prepared images table"):
+        im = storage.read_parquet(images, columns=["image_id", "file_name"])
     ids = np.asarray(im.column("image_id").to_numpy())
     order = np.argsort(ids)
     det_ids = np.asarray(table.column("image_id").to_numpy())

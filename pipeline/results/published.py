@@ -1,10 +1,12 @@
 """Published results that ``defr evaluate --compare NAME`` prints beside a run's numbers, with sources.
 
-Only numbers read from a paper the project holds are listed: the DEFR paper (Jin et al., "The Overlooked
+Only numbers read from a source the project can name exactly are listed: the DEFR paper (Jin et al., "The Overlooked
 Classifier in Human-Object Interaction Recognition", ECCV 2022; ``../shared/paper/defr-paper.md``), its
 Table 10 (HICO-DET, Default setting, detectors fine-tuned on HICO-DET; each method's numbers as the DEFR
 paper reports them from the cited paper) and Tables 2 / 3 (HICO classification mAP, Few@k). No
-Known-Object numbers are published there. Percent.
+Known-Object numbers are published there. HICO-DET's zero-shot settings (:data:`ZERO_SHOT`): the tables
+GEN-VLKT's and HOICLIP's authors publish in their repositories' READMEs, with the commit read (their
+released models, scored by the authors). Percent.
 """
 from __future__ import annotations
 
@@ -43,23 +45,48 @@ HICO = {
 }
 
 
+# HICO-DET zero-shot settings (Default protocol), as each method's authors publish them in their repository's
+# README: name -> (label, source, {setting: (Unseen, Seen, Full)}).
+GEN_VLKT_README = "GEN-VLKT README (github.com/YueLiao/gen-vlkt @ 154dbd96b569), 'Zero-shot HOI Detection Results'"
+HOICLIP_README = "HOICLIP README (github.com/Artanic30/HOICLIP @ 06b65177e593), 'Zero-shot HOI Detection Results'"
+ZERO_SHOT = {
+    "gen-vlkt-s": ("GEN-VLKT-S, ResNet-50", GEN_VLKT_README, {
+        "rf-uc": (21.36, 32.91, 30.56), "nf-uc": (25.05, 23.38, 23.71), "uo": (10.51, 28.92, 25.63),
+        "uv": (20.96, 30.23, 28.74)}),
+    "hoiclip": ("HOICLIP, ResNet-50", HOICLIP_README, {
+        "rf-uc": (25.53, 34.85, 32.99), "nf-uc": (26.39, 28.10, 27.75), "uo": (16.20, 30.99, 28.53),
+        "uv": (24.30, 32.19, 31.09)}),
+}
+
+
 def names(benchmark: str) -> list[str]:
-    return sorted(HICODET if benchmark == "hicodet" else HICO)
+    return sorted(HICODET) + sorted(ZERO_SHOT) if benchmark == "hicodet" else sorted(HICO)
 
 
-def lookup(benchmark: str, wanted: list[str]) -> list[dict]:
-    """Rows for ``wanted`` names (case-insensitive).
+def lookup(benchmark: str, wanted: list[str], zero_shot: str = "none") -> list[dict]:
+    """Rows for ``wanted`` names (case-insensitive); with a HICO-DET ``zero_shot`` setting, names of
+    :data:`ZERO_SHOT` give that setting's row (``kind`` "zero_shot": unseen, seen, full).
 
     Raises:
-        ValueError: an unknown name, listing the known ones.
+        ValueError: an unknown name, listing the known ones; a zero-shot result without a setting.
     """
     table = HICODET if benchmark == "hicodet" else HICO
     rows = []
     for name in wanted:
         key = name.lower()
+        if benchmark == "hicodet" and key in ZERO_SHOT:
+            if zero_shot == "none":
+                raise ValueError(f"--compare {name!r}: published for HICO-DET's zero-shot settings only; add "
+                                 "--zero-shot rf-uc|nf-uc|uo|uv")
+            label, source, settings = ZERO_SHOT[key]
+            unseen, seen, full = settings[zero_shot]
+            rows.append({"name": key, "method": label, "kind": "zero_shot", "setting": zero_shot, "unseen": unseen,
+                         "seen": seen, "full": full, "source": source})
+            continue
         if key not in table:
+            known = sorted(table) + (sorted(ZERO_SHOT) if benchmark == "hicodet" else [])
             raise ValueError(f"--compare {name!r}: no published {benchmark} result by that name; known: "
-                             f"{', '.join(sorted(table))}")
+                             f"{', '.join(known)}")
         if benchmark == "hicodet":
             label, full, rare, non_rare = table[key]
             rows.append({"name": key, "method": label, "full": full, "rare": rare, "non_rare": non_rare, "source": T10})

@@ -3,14 +3,20 @@
 Every reader ends in :func:`check_rows`: a row whose image is not a test image, whose class has no HICO HOI
 id, whose box is malformed or whose score is not a finite number becomes a reject row (source, item,
 reason) instead of being dropped or failing the whole file; ``pipeline.rejects.check_loss`` then fails the
-run when more than ``checks.max_reject_fraction`` of the rows were rejected.
+run when more than ``checks.max_reject_fraction`` of the rows were rejected. A file that cannot be read at
+all (empty, truncated, not what its name says) is one :class:`UnreadableFile` naming it
+(:func:`named_read_errors`).
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from pipeline import storage
 
 # Codes a reader puts in ``hoi`` for a row it could not map to a HICO class.
 HOI_OUT_OF_RANGE = -1
@@ -86,3 +92,27 @@ def check_rows(source: str, image_id, hoi, human_box, object_box, score, describ
 def _malformed(box: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return ~np.isfinite(box).all(axis=1) | (box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1])
+
+
+class UnreadableFile(ValueError):
+    """An input file that cannot be read; the message names it and says why."""
+
+
+@contextlib.contextmanager
+def named_read_errors(path: str, fmt: str):
+    """Any failure to read the input ``path`` as ``fmt`` as one ValueError naming the file: an empty file,
+    a truncated pickle (EOFError), bytes that are not UTF-8, a damaged Parquet or CSV, a structure the reader
+    did not expect. ``defr evaluate`` reads every input (results, annotations, images tables) inside it."""
+    try:
+        local = storage.local_path(path) if storage.is_local(path) else ""
+        if local and os.path.isfile(local) and os.path.getsize(local) == 0:
+            raise UnreadableFile(f"{path}: the file is empty (0 bytes)")
+        yield
+    except (FileNotFoundError, PermissionError, storage.StorageError, UnreadableFile):
+        raise  # already name the file (or the store; or an inner input) and say what to do
+    except ValueError as e:
+        if path in str(e):
+            raise
+        raise UnreadableFile(f"{path}: cannot be read as {fmt}: {e}") from None
+    except (EOFError, UnicodeDecodeError, OSError, KeyError, IndexError, TypeError, AttributeError) as e:
+        raise UnreadableFile(f"{path}: cannot be read as {fmt} ({type(e).__name__}: {e})") from None

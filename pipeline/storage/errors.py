@@ -11,6 +11,7 @@ import contextlib
 import os
 from typing import Iterator
 
+from pipeline.storage.credentials import mask
 from pipeline.storage.drivers import DriverMissing, protocol
 
 
@@ -41,9 +42,9 @@ CREDENTIALS = {
 }
 _FAMILY = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az", "azure": "az"}
 
-_DENIED = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "InvalidAccessKeyId",
-           "SignatureDoesNotMatch", "DefaultCredentialsError", "RefreshError", "ClientAuthenticationError",
-           "CredentialUnavailableError"}
+_MISSING = {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "CredentialUnavailableError"}
+_DENIED = _MISSING | {"CredentialRetrievalError", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RefreshError",
+                      "ClientAuthenticationError"}
 _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError",
                 "ClientConnectorError", "ServerTimeoutError", "ServiceRequestError", "TransportError",
                 "InvalidURL", "InvalidEndpoint"}
@@ -95,11 +96,16 @@ def translate(exc: BaseException, uri: str, param: str = "", endpoint: str | Non
     if isinstance(exc, (StorageError, DriverMissing)):
         return None
     where = f"{param}: " if param else ""
+    uri = mask(uri)  # messages are printed and logged: no credentials in them, whatever the caller passed
     family = _family(uri)
     store = _store(uri, endpoint if family == "s3" else None)
     code, names = _code(exc), _names(exc)
-    detail = f"{code}: {exc}" if code and code not in str(exc) else str(exc) or type(exc).__name__
+    detail = mask(f"{code}: {exc}" if code and code not in str(exc) else str(exc) or type(exc).__name__)
+    detail = " ".join(detail.split())  # one line (botocore's validation errors span several)
     bucket = uri.split("://", 1)[-1].split("/", 1)[0]
+    if names & _MISSING:
+        return AccessDenied(f"{where}{uri}: found no credentials for {store} ({detail}). Set "
+                            f"{CREDENTIALS.get(family, 'the store SDK defaults')}; never params.yaml or the URI")
     if isinstance(exc, PermissionError) or names & _DENIED or code in _DENIED | {"AccessDenied", "403"}:
         return AccessDenied(f"{where}{uri}: {store} refused the credentials ({detail}). Credentials come from "
                             f"{CREDENTIALS.get(family, 'the store SDK defaults')}; never from params.yaml")

@@ -24,7 +24,7 @@ from pathlib import Path
 import fsspec
 import fsspec.config
 
-from pipeline.storage.credentials import mask
+from pipeline.storage.credentials import mask, refuse_credentials
 from pipeline.storage.drivers import fsspec_uri, protocol, require_driver
 from pipeline.storage.errors import named_errors, s3_endpoint
 
@@ -72,25 +72,20 @@ def filesystem(uri: str | os.PathLike, param: str = "") -> tuple[fsspec.Abstract
 
     Raises:
         DriverMissing: the scheme's driver is not installed (the message gives the pip command).
-        ValueError: a scheme fsspec does not know (names ``param`` and ``uri``), or an object-store URI
-            with credentials in it (masked in the message).
+        ValueError: a scheme fsspec does not know (names ``param`` and ``uri``), or a URI with credentials
+            in it (:func:`pipeline.storage.credentials.refuse_credentials`, masked in the message).
     """
     uri = str(uri)
     if is_local(uri):
         return fsspec.filesystem("file"), local_path(uri)
+    refuse_credentials(uri, param)  # before any driver sees it: its errors would echo them
     require_driver(uri, param)
     target = fsspec_uri(uri)
-    if protocol(target) in OBJECT_STORES and mask(uri) != uri:
-        # s3fs / gcsfs / adlfs read no credentials from a URI: it would fail later, echoing them in the error.
-        where = f"{param}: " if param else ""
-        raise ValueError(f"{where}{mask(uri)}: credentials inside the URI are not used (and would be printed "
-                         "and logged): remove them and give them the store's usual way (AWS_ACCESS_KEY_ID / "
-                         "AWS_SECRET_ACCESS_KEY or ~/.aws, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*)")
     try:
         return fsspec.core.url_to_fs(target, **storage_options(protocol(target)))
     except (ValueError, ImportError) as e:  # unknown scheme, or a driver this module has no extra for
         where = f"{param}: " if param else ""
-        raise ValueError(f"{where}cannot open {uri!r}: {e}") from e
+        raise ValueError(f"{where}cannot open {mask(uri)!r}: {mask(str(e))}") from e
 
 
 def _endpoint(fs) -> str | None:

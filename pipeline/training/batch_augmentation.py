@@ -13,8 +13,9 @@ batch for almost nothing. Here the loader does only what must happen per file:
   instead, and the device decodes the batch (nvjpeg on CUDA).
 * :class:`BatchAugmentation` (device side, per batch): bicubic antialiased resize of each crop to S x S,
   horizontal flip (p 0.5), colour jitter (brightness, contrast, saturation in a random order per image, as
-  ``ColorJitter``), normalisation. Its random draws come from a ``torch.Generator`` the caller seeds, so a
-  run is the same bytes on the same machine.
+  ``ColorJitter``), normalisation. It draws nothing: :class:`CropReader` draws each image's flip and jitter
+  with its crop box, from the generator the loader seeds for that sample, so a sample's augmentation is a
+  function of its seed alone, whatever batch it lands in (and a run is the same bytes on the same machine).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pipeline import storage
 RATIO = (3.0 / 4.0, 4.0 / 3.0)  # torchvision RandomResizedCrop's default aspect range (today's transform)
 from pipeline.choices import DECODE_PLACES
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights (ColorJitter's contrast/saturation)
+DRAWS = 7  # per image: flip, 3 jitter factors, 3 numbers whose ranks order the jitter ops
 
 
 def read_bytes(uri: str) -> bytes:
@@ -57,8 +59,9 @@ def _is_jpeg(data: bytes) -> bool:
 
 
 class CropReader:
-    """Loader side: file bytes -> (uint8 [3, h, w] crop, None), or (JPEG bytes as uint8 [n], box) when the
-    device decodes. Picklable, so DataLoader worker processes can run it.
+    """Loader side: file bytes -> (uint8 [3, h, w] crop, None, draws), or (JPEG bytes as uint8 [n], box, draws)
+    when the device decodes; ``draws`` are the 7 uniform numbers of the flip and the jitter that
+    :class:`BatchAugmentation` applies. Picklable, so DataLoader worker processes can run it.
 
     Args:
         size: the model's input size S (decides how far a JPEG may be decoded at reduced size).
@@ -71,24 +74,25 @@ class CropReader:
             raise ValueError(f"decode {decode!r}: expected one of {DECODE_PLACES}")
         self.size, self.scale, self.decode = int(size), (float(crop_scale), 1.0), decode
 
-    def __call__(self, data: bytes) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __call__(self, data: bytes) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         with Image.open(io.BytesIO(data)) as im:  # parses the header only
             width, height = im.size
             top, left, h, w = crop_box(width, height, self.scale)
+            draws = torch.rand(DRAWS)  # after the box, from the same (per-sample) generator
             jpeg = _is_jpeg(data) and im.mode in ("RGB", "L", "CMYK", "YCbCr")
             # The largest power-of-two reduction that keeps the crop at least S pixels on both sides.
             reduce = 1 << max(0, min(3, int(math.log2(max(1.0, min(w, h) / self.size)))))
             if jpeg and self.decode == "device":
                 raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-                return raw, torch.tensor([top, left, h, w], dtype=torch.int64)
+                return raw, torch.tensor([top, left, h, w], dtype=torch.int64), draws
             if jpeg and reduce == 1:
-                return _decode_jpeg(data)[:, top:top + h, left:left + w].contiguous(), None
+                return _decode_jpeg(data)[:, top:top + h, left:left + w].contiguous(), None, draws
             if jpeg:
                 im.draft("RGB", (math.ceil(width / reduce), math.ceil(height / reduce)))
             sx, sy = width / im.size[0], height / im.size[1]  # 1 unless draft reduced the decode
             box = (round(left / sx), round(top / sy), round((left + w) / sx), round((top + h) / sy))
             crop = np.asarray(im.convert("RGB").crop(box))
-        return torch.from_numpy(crop.copy()).permute(2, 0, 1).contiguous(), None
+        return torch.from_numpy(crop.copy()).permute(2, 0, 1).contiguous(), None, draws
 
 
 def _decode_jpeg(data: bytes | torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -105,25 +109,24 @@ def collate_crops(batch: list) -> tuple[list, torch.Tensor, torch.Tensor]:
 
 
 class BatchAugmentation:
-    """Device side: a list of loader items -> normalised float [B, 3, S, S] on ``device``.
+    """Device side: a list of loader items (:class:`CropReader`) -> normalised float [B, 3, S, S] on ``device``.
 
     Args:
         size: output size S.
         mean, std: the backbone's normalisation.
         jitter: brightness / contrast / saturation strength (0 disables), as ``ColorJitter(j, j, j)``.
-        generator: CPU generator of the flips and jitter factors (seeded by the caller).
     """
 
-    def __init__(self, size: int, mean, std, jitter: float, generator: torch.Generator):
-        self.size, self.jitter, self.generator = int(size), float(jitter), generator
+    def __init__(self, size: int, mean, std, jitter: float):
+        self.size, self.jitter = int(size), float(jitter)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def crops(self, items: list, device: torch.device) -> list[torch.Tensor]:
         """uint8 [3, h, w] crops on ``device``; JPEG bytes are decoded there (one batched call)."""
         out: list = [None] * len(items)
-        pending = [(i, data, box) for i, (data, box) in enumerate(items) if box is not None]
-        for i, (data, box) in enumerate(items):
+        pending = [(i, data, box) for i, (data, box, _) in enumerate(items) if box is not None]
+        for i, (data, box, _) in enumerate(items):
             if box is None:
                 out[i] = data.to(device, non_blocking=True)
         if pending:
@@ -137,11 +140,11 @@ class BatchAugmentation:
         return out
 
     def __call__(self, items: list, device: torch.device) -> torch.Tensor:
-        s, n, g = self.size, len(items), self.generator
-        # Every draw happens here, on the CPU generator, in a fixed order: the same on any device.
-        flips = torch.rand(n, generator=g) < 0.5
-        factors = 1.0 + self.jitter * (2 * torch.rand(n, 3, generator=g) - 1)
-        order = torch.argsort(torch.rand(n, 3, generator=g), dim=1)  # op applied at each position
+        s, n = self.size, len(items)
+        draws = torch.stack([d for _, _, d in items])  # [n, 7], drawn in the loader (CropReader)
+        flips = draws[:, 0] < 0.5
+        factors = 1.0 + self.jitter * (2 * draws[:, 1:4] - 1)
+        order = torch.argsort(draws[:, 4:7], dim=1)  # op applied at each position
         x = torch.cat([F.interpolate(c[None].float(), size=(s, s), mode="bicubic", align_corners=False,
                                      antialias=True) for c in self.crops(items, device)])
         x = (x.clamp_(0, 255) / 255.0)

@@ -7,6 +7,7 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
+from pipeline.classes.space import read_zero_shot
 from pipeline.datasets.images import ImageError, read_rgb
 from pipeline.datasets.labels import label_matrix
 from pipeline.datasets.splits import split_rows
@@ -45,6 +46,11 @@ def load_image(uri: str) -> Image.Image:
 class ImageDataset(torch.utils.data.Dataset):
     """(transformed image, targets, row) for the rows of an images table; ``indices`` picks/repeats rows.
 
+    A key is a position in ``indices`` (validation: a fixed transform), or a (row, seed) pair
+    (training, :func:`pipeline.training.sampling.epoch_samples`): the transform's random draws then come
+    from torch's generator seeded with ``seed`` (and put back after), so a sample's augmentation depends on
+    its seed alone, in any loader process and any batch.
+
     ``read`` turns a URI into what ``transform`` takes: a PIL image (default) or the file's bytes
     (:func:`pipeline.training.batch_augmentation.read_bytes` for the split loader/device augmentation).
     """
@@ -56,18 +62,36 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int):
-        r = int(self.indices[i])
+    def __getitem__(self, key: int | tuple[int, int]):
+        if isinstance(key, tuple):
+            r, seed = int(key[0]), int(key[1])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = self._image(r)
+        else:
+            r = int(self.indices[key])
+            image = self._image(r)
+        return image, torch.from_numpy(self.targets[r].astype(np.float32)), r
+
+    def _image(self, r: int):
         data = self.read(self.uris[r])
         try:
-            image = self.transform(data)
+            return self.transform(data)
         except Exception as e:  # PIL / libjpeg raise OSError, RuntimeError, ValueError...: name the file
             raise OSError(f"cannot decode image {self.uris[r]}: {type(e).__name__}: {e}") from e
-        return image, torch.from_numpy(self.targets[r].astype(np.float32)), r
 
 
 def split_samples(images: pa.Table, split: str, num_classes: int, ambiguous: str, unknown: str):
-    """(uris, labels [N, C] HICO coding, targets [N, C] int8) of one split."""
+    """(uris, labels [N, C] HICO coding, targets [N, C] int8) of one split.
+
+    In a zero-shot setting (``prepare.zero_shot``, recorded in the table's metadata) the unseen classes are
+    excluded (target 0) for every image, whatever ``unknown`` says: no loss term, hence no gradient, reaches
+    their classifier rows, which keep their language-embedding initialisation.
+    """
     rows = split_rows(images, split)
     labels = label_matrix(rows, num_classes)
-    return rows.column("uri").to_pylist(), labels, targets_from_labels(labels, ambiguous, unknown)
+    targets = targets_from_labels(labels, ambiguous, unknown)
+    zero_shot = read_zero_shot(images, "images table")
+    if zero_shot is not None:
+        targets[:, list(zero_shot.unseen)] = 0
+    return rows.column("uri").to_pylist(), labels, targets

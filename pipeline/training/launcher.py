@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import queue
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,17 +43,20 @@ def loop_config(images: str, text_embeddings: np.ndarray | None, model: ModelCon
 
 
 def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_name: str,
-                 storage_path: str, max_failures: int, cpus_per_worker: float = 1, keep: int = 2,
-                 callbacks: list | None = None):
-    """A ``TorchTrainer`` (DDP; gloo on CPU, NCCL on GPU) for the DEFR recipe.
+                 storage_path: str, max_failures: int, cpus_per_worker: float = 1,
+                 callbacks: list | None = None, loop: Callable[[dict], None] | None = None):
+    """A ``TorchTrainer`` (DDP; gloo on CPU, NCCL on GPU) for the DEFR recipe (``loop``: another per-worker
+    function, for tests and benchmarks that run parts of it).
 
     ``storage_path`` is a local directory or any URI :mod:`pipeline.storage` opens (``s3://``, ``gs://``,
-    ``az://``); checkpoints go there through :func:`pipeline.storage.arrow_filesystem`.
+    ``az://``); checkpoints go there through :func:`pipeline.storage.arrow_filesystem`. Two of them stay:
+    the latest (to resume) and the last whose weights were the best so far (to export), which may be the
+    same one.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipeline.training.recipe import train_loop_per_worker
+    from pipeline.training.recipe import HOLDS_BEST, train_loop_per_worker
 
     # A URI gets this project's fsspec filesystem (endpoint override, timeouts, no stale listings) wrapped
     # for pyarrow, after a probe that fails in seconds on a wrong credential or bucket; a local path None.
@@ -62,7 +64,7 @@ def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_na
     resources = {"CPU": cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
     trainer_class = _trainer_without_state_api(TorchTrainer) if _no_dashboard_here() else TorchTrainer
     return trainer_class(
-        train_loop_per_worker,
+        loop or train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=run_name, storage_path=storage_path, storage_filesystem=filesystem,
@@ -74,7 +76,11 @@ def make_trainer(config: dict[str, Any], num_workers: int, use_gpu: bool, run_na
                              failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=2,
                                                           max_preemption_failures=-1,
                                                           relax_collectives_on_preemption=True),
-                             checkpoint_config=CheckpointConfig(num_to_keep=keep), callbacks=callbacks),
+                             # Ray Train always keeps the latest checkpoint, and num_to_keep more by score:
+                             # the best weights are never copied into a later checkpoint (recipe.HOLDS_BEST).
+                             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=HOLDS_BEST,
+                                                                checkpoint_score_order="max"),
+                             callbacks=callbacks),
     )
 
 
@@ -184,14 +190,29 @@ def forwarded_reports(on_report: Callable[[dict[str, Any]], None] | None) -> Ite
 def export(result, model_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Copies the best weights of a finished run to ``model_dir`` atomically; returns the epoch history.
 
+    The history comes from the latest checkpoint, the weights from the checkpoint of the best epoch (its
+    ``model/`` only: the optimizer state beside it is not downloaded).
+
     Raises:
-        RuntimeError: the run reported no checkpoint (it failed before finishing an epoch).
+        RuntimeError: the run reported no checkpoint (it failed before finishing an epoch), or none of its
+            kept checkpoints holds the best epoch's weights.
     """
+    import pyarrow.fs
+
+    from pipeline.training.recipe import HISTORY, HOLDS_BEST
+
     if result.checkpoint is None:
         raise RuntimeError(f"training run at {result.path} reported no checkpoint: {result.error}")
-    with result.checkpoint.as_directory() as d:
-        d = Path(d)
-        history = json.loads((d / "history.json").read_text())
-        with storage.atomic_path(model_dir) as tmp:
-            shutil.copytree(d / "best", tmp)
+    latest = result.checkpoint
+    with latest.filesystem.open_input_stream(f"{latest.path}/{HISTORY}") as f:
+        history = json.loads(f.read())
+    best_epoch = history[-1]["best_epoch"]
+    best = [c for c, m in result.best_checkpoints or [] if m.get(HOLDS_BEST) and m.get("epoch") == best_epoch]
+    if not best:
+        raise RuntimeError(f"training run at {result.path}: no kept checkpoint holds the weights of its best "
+                           f"epoch {best_epoch}")
+    with storage.atomic_path(model_dir) as tmp:
+        tmp.mkdir()
+        pyarrow.fs.copy_files(f"{best[-1].path}/model", str(tmp), source_filesystem=best[-1].filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
     return history

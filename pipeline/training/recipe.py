@@ -1,9 +1,24 @@
 """The per-worker fine-tuning recipe (runs inside each Ray Train worker; reads top to bottom).
 
-setup data -> setup model (or resume from the last Ray Train checkpoint) -> per epoch: train with
-over-sampling, augmentation, grad accumulation and bf16 autocast on GPU -> validate (sharded, gathered on
-rank 0) -> report metrics and a checkpoint (current weights, best weights so far, optimizer state,
-history) so a restarted worker group, or a re-run with the same run name, continues from there.
+set up (model, data, the loaders that live for the run) -> resume from the last Ray Train checkpoint, if any
+-> per epoch: train with over-sampling, augmentation and gradient accumulation -> validate (sharded,
+gathered on rank 0) -> report metrics and a checkpoint (weights, optimizer, scheduler, history) so a
+restarted worker group, or a re-run with the same run name, continues from there.
+
+The batch that trains is ``train.global_batch``, exactly: every optimizer step takes ``global_batch /
+workers`` images on each worker in micro-batches of at most ``placement.train.micro_batch``
+(:func:`pipeline.training.sampling.split_batch`); each micro-batch's mean loss is divided by the number of
+micro-batches and DDP averages the workers' gradients (syncing on the last micro-batch only), so the
+gradient is the mean over the global batch, as one large step's.
+
+Every random draw is a function of where it happens, not of what ran before: a sample's crop, flip and
+jitter of (seed, epoch, its position in the epoch's order), anything the model draws of (seed, epoch,
+optimizer step, rank). A run resumed at any step (a killed worker's at an epoch's start, a preempted one's
+mid-epoch) ends with the uncut run's weights, and no checkpoint holds a generator.
+
+Precision (``placement.train.precision``, :mod:`pipeline.precision`): bf16 autocast on CUDA by default,
+fp32 on CPU; on CUDA the fp32 matmuls outside autocast use TF32, AdamW is the fused kernel, and
+``placement.train.compile`` compiles the model (``torch.compile``).
 
 Spot nodes: every ``NOTICE_EVERY`` optimizer steps the workers ask Ray Train whether a node of the run is
 about to be reclaimed (:func:`ray.train.get_preemption_info`); on the first notice they save a checkpoint
@@ -12,122 +27,113 @@ at once, mid-epoch, and train on. When the node goes, Ray Train restarts the wor
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from pipeline import storage
-from pipeline.training.losses import make_loss
+from pipeline import precision, storage
 from pipeline.model import ModelConfig, build_model, inference_transform, save_checkpoint
-from pipeline.training.augment import train_transform
-from pipeline.training.batch_augmentation import BatchAugmentation, CropReader, collate_crops, read_bytes
 from pipeline.training.dataset import ImageDataset, split_samples
-from pipeline.training.sampling import oversample, shard
+from pipeline.training.loader import Samples, loader_processes, make_loader, train_data, usable_cpus
+from pipeline.training.losses import make_loss
+from pipeline.training.sampling import BatchSplit, epoch_samples, split_batch, step_seed, steps_per_epoch
 
 STATE = "train_state.pt"
 HISTORY = "history.json"
+# Rank 0's report says 1 when its checkpoint's weights are the best so far. Ray Train keeps the latest
+# checkpoint and the last one marked so (launcher.make_trainer): the best weights are never copied, they
+# are the model/ of that checkpoint (launcher.export).
+HOLDS_BEST = "holds_best"
 # Optimizer steps between two looks at Ray Train's preemption notice. Each look is a barrier of all
 # workers (a round trip to one actor, milliseconds); a notice comes 30 s (GCP) to 2 min (AWS) before the
 # node goes, and 10 steps take seconds even at 672 px.
 NOTICE_EVERY = 10
-# batch: decode + crop in the loader, the rest per batch on the device; pil: all per image in the loader;
-# auto: batch on CUDA, pil on CPU (where the "device" is the same CPU and the per-image PIL path is cheaper).
-from pipeline.choices import AUGMENT_MODES as AUGMENTATIONS
+# An epoch whose steps waited for data longer than this fraction of their time is input-bound: the
+# epoch's line and the stage's console say which knob adds loader processes.
+DATA_WAIT_WARN = 0.2
 
 
-def _setup_data(cfg: dict[str, Any], model_config: ModelConfig, rank: int, world: int):
-    images = storage.absolute_uris(storage.read_parquet(cfg["images"]), cfg.get("uri_base"))
-    c = model_config.num_classes
-    train = split_samples(images, "train", c, cfg["ambiguous_as"], cfg["unknown_as"])
-    val = split_samples(images, "val", c, cfg["ambiguous_as"], cfg["unknown_as"])
-    val_rows = np.arange(len(val[0]))[rank::world]
-    val_set = ImageDataset(val[0], val[2], inference_transform(model_config), val_rows)
-    return train, val, val_set
+@dataclass
+class Worker:
+    """What one worker trains with (:func:`setup`); ``model`` is wrapped for DDP / compile when asked."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: Callable
+    split: BatchSplit
+    steps: int  # optimizer steps per epoch
+    train_targets: np.ndarray
+    samples: Samples  # the training loader's sampler, handed each epoch's keys
+    loader: torch.utils.data.DataLoader
+    augment: Callable | None  # the batch path's on-device augmentation
+    val_loader: torch.utils.data.DataLoader
+    val_labels: np.ndarray
+    device: torch.device
+    loader_processes: int
 
 
-def loader_workers(cfg: dict[str, Any]) -> int:
-    """DataLoader processes of one worker: ``loader_workers`` as set, or for ``auto`` every CPU the worker
-    has (``cpus_per_worker``, at most the CPUs this process may use) but one, which trains."""
-    n = cfg.get("loader_workers", 0)
-    if n != "auto":
-        return int(n)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(int(cfg.get("cpus_per_worker", 1)), usable) - 1)
+def setup(cfg: dict[str, Any], images: pa.Table, rank: int, world: int, device: torch.device,
+          prepare: Callable = lambda model: model, cores_per_gpu: float | None = None) -> Worker:
+    """Model (same initial weights on every rank), data, loss, optimizer, schedule and loaders of one worker.
 
-
-def _loader(dataset, cfg, shuffle=False, collate=None):
-    return torch.utils.data.DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=shuffle,
-                                       num_workers=loader_workers(cfg), drop_last=False, collate_fn=collate,
-                                       persistent_workers=False, pin_memory=torch.cuda.is_available())
-
-
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """The seed of one rank's random draws in one epoch."""
-    return int(seed) * 1_000_003 + epoch * 1009 + rank
-
-
-def train_data(uris: list[str], targets: np.ndarray, mconf: ModelConfig, cfg: dict[str, Any], indices,
-               epoch: int, rank: int, device: torch.device):
-    """(dataset, collate, on-device augmentation or None) of one epoch, by ``cfg["augment"]``.
-
-    ``batch``: the loader decodes and crops (:class:`CropReader`), the training device resizes, flips,
-    jitters and normalises whole batches (:class:`BatchAugmentation`, its draws seeded by seed, epoch and
-    rank). ``pil``: the per-image PIL transform, all in the loader. ``auto`` (default): ``batch`` on CUDA,
-    ``pil`` on CPU (measured: ``python -m bench loader``, docs/performance.md).
+    ``prepare`` wraps the model for the workers (Ray Train's ``prepare_model``: DDP); ``cores_per_gpu``
+    (a GPU worker's node) sizes ``loader_workers: auto``.
     """
-    # The PIL path's crops, flips and jitter, the batch path's crop boxes and the loader workers' seeds draw
-    # from torch's global RNG: seeded per epoch and rank, a run resumed at an epoch's start (a killed
-    # worker) draws what the uncut run drew there, instead of restarting the sequence the first epoch drew.
-    seed = epoch_seed(cfg["seed"], epoch, rank)
-    torch.manual_seed(seed)
-    augment = cfg.get("augment", "auto")
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"train.augment {augment!r}: expected one of {AUGMENTATIONS}")
-    if augment == "auto":
-        augment = "batch" if device.type == "cuda" else "pil"
-    if augment == "pil":
-        transform = train_transform(mconf, cfg["crop_scale"], cfg["jitter"])
-        return ImageDataset(uris, targets, transform, indices), None, None
-    reader = CropReader(mconf.image_size, cfg["crop_scale"], cfg.get("decode", "loader"))
-    generator = torch.Generator().manual_seed(seed)
-    return (ImageDataset(uris, targets, reader, indices, read=read_bytes), collate_crops,
-            BatchAugmentation(mconf.image_size, mconf.mean, mconf.std, cfg["jitter"], generator))
+    split = split_batch(cfg["global_batch"], world, cfg["micro_batch"])
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls (outside bf16 autocast)
+    torch.manual_seed(cfg["seed"])
+    text = None if cfg["text_embeddings"] is None else np.asarray(cfg["text_embeddings"], np.float32)
+    model = build_model(ModelConfig.from_dict(cfg["model"]), text, seed=cfg["seed"]).to(device)
+    mconf = model.config
+    c = mconf.num_classes
+    train_uris, _, train_targets = split_samples(images, "train", c, cfg["ambiguous_as"], cfg["unknown_as"])
+    val_uris, val_labels, val_targets = split_samples(images, "val", c, cfg["ambiguous_as"], cfg["unknown_as"])
+    val_set = ImageDataset(val_uris, val_targets, inference_transform(mconf), np.arange(len(val_uris))[rank::world])
+    processes = loader_processes(cfg.get("loader_workers", 0), cfg.get("cpus_per_worker", 1), cores_per_gpu)
+    dataset, collate, augment = train_data(train_uris, train_targets, mconf, cfg, device)
+    samples = Samples()
+    steps = steps_per_epoch(train_targets, cfg["min_per_class"], split)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0, fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=max(1, int(cfg["restart_epochs"] * steps)))
+    model = prepare(model)
+    if cfg.get("compile"):
+        model = torch.compile(model)  # around DDP: its graph breaks at the gradient buckets
+    return Worker(model, optimizer, scheduler, make_loss(cfg["loss"], torch.from_numpy(train_targets.astype(np.float32))),
+                  split, steps, train_targets, samples,
+                  make_loader(dataset, split.micro_batch, processes, collate, samples), augment,
+                  make_loader(val_set, split.micro_batch, processes), val_labels, device, processes)
 
 
-def _restore(model, optimizer, scheduler, best_dir: Path) -> dict[str, Any]:
-    """Loads the last reported checkpoint, if any; returns the training state (epoch, best, history)."""
-    import ray.train
-    from safetensors.torch import load_file
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The classifier inside torch.compile's and DDP's wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return {"epoch": 0, "step": 0, "partial_loss": [0.0, 0], "best_map": -1.0, "best_epoch": -1,
-                "history": [], "resumes": []}
-    with checkpoint.as_directory() as d:
-        d = Path(d)
-        model.load_state_dict(load_file(str(d / "model" / "model.safetensors")))
-        state = torch.load(d / STATE, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state.pop("optimizer"))
-        scheduler.load_state_dict(state.pop("scheduler"))
-        shutil.rmtree(best_dir, ignore_errors=True)
-        shutil.copytree(d / "best", best_dir)
-        state["history"] = json.loads((d / HISTORY).read_text())
-    state.setdefault("step", 0)
-    state.setdefault("partial_loss", [0.0, 0])
-    if state["step"]:
-        print(f"resuming epoch {int(state['epoch'])} at batch {int(state['step'])} (checkpoint saved on a "
-              "preemption notice)", flush=True)
-    else:
-        print(f"resuming from the checkpoint of epoch {int(state['epoch']) - 1}", flush=True)
-    state["resumes"] = list(state.get("resumes", [])) + [int(state["epoch"])]
-    return state
+
+def _waiting(batches, waited: list[float]):
+    """``batches``, adding to ``waited[0]`` the seconds each one took to arrive."""
+    it = iter(batches)
+    while True:
+        start = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        waited[0] += time.perf_counter() - start
+        yield batch
 
 
 def _maybe_die(cfg, rank: int, epoch: int) -> None:
@@ -142,57 +148,81 @@ def _maybe_die(cfg, rank: int, epoch: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _train_epoch(model, loader, loss_fn, optimizer, scheduler, accum, device, cfg, rank, epoch, augment=None,
-                 start_step: int = 0, partial_loss=(0.0, 0), on_step=None):
-    """Trains one epoch (or its rest: ``loader`` then holds the batches from ``start_step`` on, and
-    ``partial_loss`` the loss sum and count of the steps before). ``on_step(epoch, batches_done, loss_sum,
-    count)`` runs after each optimizer step but the epoch's last (the preemption watch). Returns (mean train loss, images/s)."""
+def train_epoch(w: Worker, cfg: dict[str, Any], epoch: int, rank: int, start_step: int = 0,
+                partial_loss=(0.0, 0), on_step=None) -> dict[str, float]:
+    """Trains one epoch, or its rest from optimizer step ``start_step`` (``partial_loss``: the loss sum and
+    count of the steps before). ``on_step(epoch, steps_done, loss_sum, count)`` runs after each optimizer
+    step but the epoch's last (the preemption watch).
+
+    Returns the epoch's mean train loss (all workers), this worker's images/s and ``data_wait``: the
+    fraction of the workers' time spent waiting for the loader.
+    """
     from tqdm import tqdm
 
+    model, device, accum = w.model, w.device, w.split.accumulation
+    w.samples.set(epoch_samples(w.train_targets, cfg["min_per_class"], cfg["seed"], epoch, w.split, rank,
+                                start_step))
     model.train()
-    total, count, seen = torch.full((), float(partial_loss[0]), device=device), int(partial_loss[1]), 0
+    total, count, seen, waited = torch.full((), float(partial_loss[0]), device=device), int(partial_loss[1]), 0, [0.0]
+    step = start_step
     start = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, desc=f"epoch {epoch}", disable=rank != 0, mininterval=5)
-    n_steps = start_step + len(loader)
-    for step, (images, targets, _) in enumerate(bar, start=start_step):
-        if step == 1:
+    w.optimizer.zero_grad(set_to_none=True)
+    batches = tqdm(_waiting(w.loader, waited), total=len(w.loader), desc=f"epoch {epoch}", disable=rank != 0,
+                   mininterval=5)
+    for i, (images, targets, _) in enumerate(batches):
+        if i % accum == 0:
+            torch.manual_seed(step_seed(cfg["seed"], epoch, step, rank))
+        if i == 1:
             _maybe_die(cfg, rank, epoch)
-        images = augment(images, device) if augment is not None else images.to(device, non_blocking=True)
+        images = w.augment(images, device) if w.augment is not None else images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        last = (step + 1) % accum == 0 or step + 1 == n_steps
-        sync = model.no_sync() if hasattr(model, "no_sync") and not last else _null()
-        with sync, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = loss_fn(model(images).float(), targets)
-            (loss / accum).backward()
+        last = (i + 1) % accum == 0
+        with model.no_sync() if not last and hasattr(model, "no_sync") else contextlib.nullcontext():
+            with precision.autocast(device, cfg.get("precision", "auto")):
+                loss = w.loss_fn(model(images).float(), targets)
+            (loss / accum).backward()  # / accum: the mean over the worker's share of the global batch
+        total += loss.detach() * len(targets)
+        count += len(targets)
+        seen += len(targets)
         if last:
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        total += loss.detach() * len(images)
-        count += len(images)
-        seen += len(images)
-        if last and on_step is not None and step + 1 < n_steps:
-            on_step(epoch, step + 1, total, count)
-    if torch.distributed.is_initialized():
-        stats = torch.stack([total, torch.tensor(float(count), device=device)])
-        torch.distributed.all_reduce(stats)
-        total, count = stats[0], int(stats[1].item())
-    return float(total / max(count, 1)), seen / (time.perf_counter() - start)
+            w.optimizer.step()
+            w.scheduler.step()
+            w.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if on_step is not None and step < w.steps:
+                on_step(epoch, step, total, count)
+    elapsed = time.perf_counter() - start
+    stats = torch.stack([total.double(), *torch.tensor([count, waited[0], elapsed], dtype=torch.float64,
+                                                       device=device)])
+    ddp = getattr(model, "_orig_mod", model)
+    if isinstance(ddp, torch.nn.parallel.DistributedDataParallel):
+        torch.distributed.all_reduce(stats, group=ddp.process_group)  # the workers the model syncs over
+    total, count, waited_all, elapsed_all = stats.tolist()
+    return {"train_loss": total / max(count, 1), "images_per_s_per_worker": seen / elapsed,
+            "data_wait": waited_all / elapsed_all}
+
+
+def data_wait_warning(data_wait: float, processes: int, idle_cpus: int) -> str | None:
+    """What to do about an input-bound epoch; None when it was not, or when its node has no CPU left for
+    another loader process (the demo's 2 workers on 2 cores: the wait is the decoding itself)."""
+    if data_wait <= DATA_WAIT_WARN or idle_cpus < 1:
+        return None
+    return (f"training waited for data {data_wait:.0%} of its step time: raise placement.train.loader_workers "
+            f"({processes} loader processes per worker now, {idle_cpus} CPUs idle on the node)")
 
 
 class PreemptionWatch:
-    """``on_step`` of :func:`_train_epoch` in a Ray Train worker: every :data:`NOTICE_EVERY` optimizer
+    """``on_step`` of :func:`train_epoch` in a Ray Train worker: every :data:`NOTICE_EVERY` optimizer
     steps, all workers ask :func:`ray.train.get_preemption_info` (a barrier: every rank calls it equally
-    often, which the padded shards guarantee); on the run's first notice, every rank reports and rank 0
-    saves a checkpoint of the epoch so far (weights, optimizer, scheduler, the loss sum of all ranks)."""
+    often, which equal shares guarantee); on the run's first notice, every rank reports and rank 0 saves a
+    checkpoint of the epoch so far (weights, optimizer, scheduler, the loss sum of all ranks)."""
 
-    def __init__(self, save, rank: int, every: int = NOTICE_EVERY):
-        self.save, self.rank, self.every = save, rank, every
+    def __init__(self, save, rank: int, accumulation: int = 1, every: int = NOTICE_EVERY):
+        self.save, self.rank, self.accumulation, self.every = save, rank, accumulation, every
         self.optimizer_steps = 0
         self.saved = False  # once per worker group: Ray Train restarts it when the node goes
 
-    def __call__(self, epoch: int, batches_done: int, loss_sum: torch.Tensor, count: int) -> None:
+    def __call__(self, epoch: int, steps_done: int, loss_sum: torch.Tensor, count: int) -> None:
         import ray.train
 
         self.optimizer_steps += 1
@@ -208,29 +238,22 @@ class PreemptionWatch:
             deadline = ("no deadline" if notice.deadline_ms is None
                         else f"{notice.deadline_ms / 1000 - time.time():.0f} s left")
             print(f"[defr] preemption notice (nodes {notice.preempted_node_ids}, ranks {notice.preempted_ranks}, "
-                  f"{deadline}): checkpoint at epoch {epoch} batch {batches_done}", flush=True)
-        self.save(epoch, batches_done, [float(stats[0]), int(stats[1].item())])
+                  f"{deadline}): checkpoint at epoch {epoch} batch {steps_done * self.accumulation}", flush=True)
+        self.save(epoch, steps_done, [float(stats[0]), int(stats[1].item())])
         self.saved = True
 
 
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 @torch.no_grad()
-def _validate(model, val_set, cfg, device, n_val: int, num_classes: int) -> np.ndarray | None:
+def validate(w: Worker, cfg: dict[str, Any]) -> np.ndarray | None:
     """Val logits [N, C] in val row order on rank 0 (None elsewhere); each worker scores its share."""
-    net = getattr(model, "module", model)
+    net = _unwrap(w.model)
     net.eval()
     rows, scores = [], []
-    for images, _, r in _loader(val_set, cfg):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            scores.append(net(images.to(device)).float().cpu().numpy())
+    for images, _, r in w.val_loader:
+        with precision.autocast(w.device, cfg.get("precision", "auto")):
+            scores.append(net(images.to(w.device)).float().cpu().numpy())
         rows.append(r.numpy())
+    n_val, num_classes = w.val_labels.shape
     part = (np.concatenate(rows) if rows else np.zeros(0, int),
             np.concatenate(scores) if scores else np.zeros((0, num_classes), np.float32))
     parts = [part]
@@ -245,12 +268,60 @@ def _validate(model, val_set, cfg, device, n_val: int, num_classes: int) -> np.n
     return out
 
 
-def _write_checkpoint(folder: Path, model, optimizer, scheduler, state, best_dir: Path) -> None:
-    save_checkpoint(getattr(model, "module", model), folder / "model")
-    shutil.copytree(best_dir, folder / "best")
+def new_state() -> dict[str, Any]:
+    """The training state of a run that has not trained yet."""
+    return {"epoch": 0, "step": 0, "partial_loss": [0.0, 0], "best_map": -1.0, "best_epoch": -1, "history": [],
+            "resumes": []}
+
+
+def write_checkpoint(folder: Path, w: Worker, state: dict[str, Any]) -> None:
+    """What a run needs to go on exactly where it was: the current weights (``model/``), the optimizer's and
+    the scheduler's state with the training state (epoch, optimizer step reached, the loss so far, the best
+    epoch and its mAP: ``train_state.pt``) and the history (``history.json``). No copy of the best weights
+    (:data:`HOLDS_BEST`) and no generator (every draw is seeded by where it happens)."""
+    save_checkpoint(_unwrap(w.model), folder / "model")
     torch.save({k: v for k, v in state.items() if k != "history"} |
-               {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, folder / STATE)
+               {"optimizer": w.optimizer.state_dict(), "scheduler": w.scheduler.state_dict()}, folder / STATE)
     (folder / HISTORY).write_text(json.dumps(state["history"], indent=1))
+
+
+def read_checkpoint(folder: Path, w: Worker) -> dict[str, Any]:
+    """Loads a :func:`write_checkpoint` folder into ``w``; returns the training state."""
+    from safetensors.torch import load_file
+
+    _unwrap(w.model).load_state_dict(load_file(str(folder / "model" / "model.safetensors")))
+    state = torch.load(folder / STATE, map_location="cpu", weights_only=True)
+    w.optimizer.load_state_dict(state.pop("optimizer"))
+    w.scheduler.load_state_dict(state.pop("scheduler"))
+    state["history"] = json.loads((folder / HISTORY).read_text())
+    return state
+
+
+def _restore(w: Worker) -> dict[str, Any]:
+    """Loads the last reported checkpoint, if any; returns the training state (epoch, best, history)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return new_state()
+    with checkpoint.as_directory() as d:
+        state = read_checkpoint(Path(d), w)
+    if state["step"]:
+        print(f"resuming epoch {int(state['epoch'])} at batch {int(state['step']) * w.split.accumulation} "
+              "(checkpoint saved on a preemption notice)", flush=True)
+    else:
+        print(f"resuming from the checkpoint of epoch {int(state['epoch']) - 1}", flush=True)
+    state["resumes"] = list(state["resumes"]) + [int(state["epoch"])]
+    return state
+
+
+def _cores_per_gpu() -> float | None:
+    """CPUs per GPU of this worker's node (its Ray resources); None on a node without GPUs."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    resources = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == here), {})
+    return resources.get("CPU", 0) / resources["GPU"] if resources.get("GPU") else None
 
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
@@ -263,28 +334,20 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(cfg["seed"])  # same init on every rank (DDP also broadcasts it)
     device = ray.train.torch.get_device()
-
-    # --- model and data
-    text = None if cfg["text_embeddings"] is None else np.asarray(cfg["text_embeddings"], np.float32)
-    model = build_model(ModelConfig.from_dict(cfg["model"]), text, seed=cfg["seed"])
-    mconf = model.config
-    (train_uris, _, train_targets), (_, val_labels, _), val_set = _setup_data(cfg, mconf, rank, world)
-    loss_fn = make_loss(cfg["loss"], torch.from_numpy(train_targets.astype(np.float32)))
-    accum = max(1, cfg["global_batch"] // (cfg["batch_size"] * world))
-    epoch_size = len(oversample(train_targets, cfg["min_per_class"], cfg["seed"]))
-    steps = len(shard(np.arange(epoch_size), 0, world, cfg["batch_size"] * accum)) // (cfg["batch_size"] * accum)
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=max(1, int(cfg["restart_epochs"] * steps)))
-    best_dir = storage.scratch_dir("defr-best")
-    state = _restore(model, optimizer, scheduler, best_dir)
-    model = ray.train.torch.prepare_model(model)
+    images = storage.absolute_uris(storage.read_parquet(cfg["images"]), cfg.get("uri_base"))
+    w = setup(cfg, images, rank, world, device, ray.train.torch.prepare_model,
+              _cores_per_gpu() if device.type == "cuda" else None)
+    state = _restore(w)
+    split = {"effective_global_batch": w.split.global_batch, "workers": w.split.workers,
+             "micro_batch": w.split.micro_batch, "accumulation": w.split.accumulation}
+    # CPUs of this node that neither trains nor loads: where another loader process could run
+    idle_cpus = usable_cpus() - ctx.get_local_world_size() * (w.loader_processes + 1)
     if rank == 0:
-        print(f"[defr] training from epoch {int(state['epoch'])} of {cfg['epochs']}: {steps * accum} batches "
-              f"per epoch on each of {world} worker(s)", flush=True)
+        print(f"[defr] training from epoch {int(state['epoch'])} of {cfg['epochs']}: {w.steps * w.split.accumulation} "
+              f"batches per epoch on each of {world} worker(s) ({w.split.describe()}; {w.loader_processes} loader "
+              f"process(es) per worker; {precision.resolve(cfg.get('precision', 'auto'), device) or 'fp32'})",
+              flush=True)
 
     # --- epochs
     def report_checkpoint(metrics: dict[str, Any]) -> None:
@@ -292,44 +355,38 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         checkpoint_dir = None
         if rank == 0:
             checkpoint_dir = storage.scratch_dir("defr-ckpt")
-            _write_checkpoint(checkpoint_dir, model, optimizer, scheduler, state, best_dir)
+            write_checkpoint(checkpoint_dir, w, state)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
         if checkpoint_dir:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    def save_on_notice(epoch: int, batches_done: int, partial_loss: list) -> None:
-        state.update(epoch=epoch, step=batches_done, partial_loss=partial_loss)
+    def save_on_notice(epoch: int, steps_done: int, partial_loss: list) -> None:
+        state.update(epoch=epoch, step=steps_done, partial_loss=partial_loss)
         # not an epoch: launcher.forwarded_reports leaves it out of the live metrics
-        report_checkpoint({"epoch": epoch, "preemption_checkpoint_step": batches_done})
+        report_checkpoint({"epoch": epoch, "preemption_checkpoint_step": steps_done, HOLDS_BEST: 0})
 
-    watch = PreemptionWatch(save_on_notice, rank)
+    watch = PreemptionWatch(save_on_notice, rank, w.split.accumulation)
     for epoch in range(int(state["epoch"]), cfg["epochs"]):
-        indices = shard(oversample(train_targets, cfg["min_per_class"], cfg["seed"] + epoch), rank, world,
-                        cfg["batch_size"] * accum)
-        start_step, partial_loss = int(state["step"]), state["partial_loss"]
-        if rank != 0:
-            partial_loss = [0.0, 0]  # rank 0's checkpoint holds the sum over all ranks
-        # the rest of an epoch cut by a preemption: the same (seeded) order, from the step it had reached
-        indices = indices[start_step * cfg["batch_size"]:]
-        train_set, collate, augment = train_data(train_uris, train_targets, mconf, cfg, indices, epoch, rank,
-                                                 device)
-        lr = scheduler.get_last_lr()[0]
-        loss, ips = _train_epoch(model, _loader(train_set, cfg, collate=collate), loss_fn, optimizer, scheduler,
-                                 accum, device, cfg, rank, epoch, augment, start_step, partial_loss, watch)
-        scores = _validate(model, val_set, cfg, device, len(val_labels), mconf.num_classes)
-        metrics = {"epoch": epoch, "train_loss": loss, "lr": lr, "images_per_s_per_worker": ips}
+        # rank 0's checkpoint holds the loss sum over all ranks of an epoch cut by a preemption
+        partial_loss = state["partial_loss"] if rank == 0 else [0.0, 0]
+        lr = w.scheduler.get_last_lr()[0]
+        stats = train_epoch(w, cfg, epoch, rank, int(state["step"]), partial_loss, watch)
+        scores = validate(w, cfg)
+        metrics = {"epoch": epoch, **stats, "lr": lr, **split}
         if rank == 0:
-            metrics["val_map"] = float(hico_classification_map(scores, val_labels).map)
-            if metrics["val_map"] > state["best_map"]:
+            metrics["val_map"] = float(hico_classification_map(scores, w.val_labels).map)
+            better = metrics["val_map"] > state["best_map"]
+            if better:
                 state["best_map"], state["best_epoch"] = metrics["val_map"], epoch
-                shutil.rmtree(best_dir, ignore_errors=True)
-                save_checkpoint(getattr(model, "module", model), best_dir)
             metrics.update(best_val_map=state["best_map"], best_epoch=state["best_epoch"],
-                           resumes=len(state["resumes"]))
+                           resumes=len(state["resumes"]), **{HOLDS_BEST: int(better)})
             state["history"].append(dict(metrics))
-            # One line per epoch for the driver's progress bar (stage_support/console.py follows the log).
-            print(f"[defr] epoch {epoch + 1}/{cfg['epochs']} loss {loss:.4f} val mAP {100 * metrics['val_map']:.2f}%",
-                  flush=True)
+            # One line per epoch for the driver's progress bar (stage_support/console.py follows the log); the
+            # stage puts the first warning on the console.
+            wait = data_wait_warning(stats["data_wait"], w.loader_processes, idle_cpus)
+            if wait:
+                metrics["data_wait_warning"] = wait
+            print(f"[defr] epoch {epoch + 1}/{cfg['epochs']} loss {stats['train_loss']:.4f} val mAP "
+                  f"{100 * metrics['val_map']:.2f}% data wait {stats['data_wait']:.0%}", flush=True)
         state.update(epoch=epoch + 1, step=0, partial_loss=[0.0, 0])
         report_checkpoint(metrics)
-    shutil.rmtree(best_dir, ignore_errors=True)

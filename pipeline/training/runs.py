@@ -22,6 +22,10 @@ import numpy as np
 from pipeline import storage
 from pipeline.model import ModelConfig
 from pipeline.placement import TrainPlacement
+from pipeline.training.sampling import split_batch
+
+# What metrics/train.json records of the batch split (effective_global_batch = workers x micro_batch x accumulation)
+BATCH_KEYS = ("effective_global_batch", "workers", "micro_batch", "accumulation")
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +114,18 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
     # Read even for init: random: the head then keeps the text-init shapes (a like-for-like ablation).
     text, meta = read_text_embeddings(text_path, model.num_classes)
     model.text_model = meta.get("model", "")
-    settings = {"model": model.to_dict(), "recipe": recipe, "num_workers": where.num_workers}
+    split = split_batch(recipe["global_batch"], where.num_workers, where.micro_batch)
+    # the placement that changes the arithmetic (sums in another order, bf16) names another run
+    settings = {"model": model.to_dict(), "recipe": recipe, "num_workers": where.num_workers,
+                "micro_batch": split.micro_batch, "precision": where.precision}
     name = run_name(where.run_name, settings, {"images": fingerprint(images), "text": fingerprint(text_path),
                                                "code": code_fingerprint()})
     check_model(model, text)
     storage.check_access(where.storage_path, "placement.train.storage_path")  # seconds, not after Ray starts
+    if where.shards:  # the train split packed there once, before Ray starts (pipeline/datasets/shards.py)
+        from pipeline.datasets.shards import pack_split
+
+        log.info(pack_split(images, "train", where.shards))
     init_ray(ray_address, timeout_s=connect_timeout_s)
     check_resources(where.num_workers, where.cpus_per_worker, 1 if where.use_gpu else 0,
                     f"train: {where.num_workers} Ray Train workers",
@@ -122,7 +133,8 @@ def _prepare(images: str, text_path: str, model: ModelConfig, recipe: dict[str, 
     storage_path = check_storage_path(where.storage_path, cluster_nodes(), where.shared_storage,
                                       "placement.train.storage_path")
     config = loop_config(images, text, model, loader_workers=where.loader_workers, decode=where.decode,
-                         cpus_per_worker=where.cpus_per_worker, **recipe)
+                         cpus_per_worker=where.cpus_per_worker, micro_batch=where.micro_batch,
+                         precision=where.precision, compile=where.compile, shards=where.shards, **recipe)
     return config, name, storage_path
 
 
@@ -154,7 +166,9 @@ def train(images: str, text_path: str, model: ModelConfig, recipe: dict[str, Any
     # Percent, rounded as every mAP in metrics/ (evaluate's too): one unit in `dvc metrics show`.
     metrics = {"best_val_map": percent(best["val_map"]), "best_epoch": best["epoch"], "epochs": len(history),
                "final_train_loss": history[-1]["train_loss"], "resumes": history[-1].get("resumes", 0),
-               "model": model.model_name, "run": name, "demo_only": bool(model.metadata.get("demo_only"))}
+               "model": model.model_name, "run": name, "demo_only": bool(model.metadata.get("demo_only")),
+               # the batch that trained, as the workers split it (workers x micro_batch x accumulation)
+               **{k: history[-1][k] for k in BATCH_KEYS}}
     return metrics, history
 
 
@@ -166,6 +180,8 @@ def sweep_grid(images: str, text_path: str, model: ModelConfig, recipe: dict[str
 
     if not isinstance(space, dict) or not all(isinstance(v, list) and v for v in space.values()):
         raise ValueError("sweep: expected a mapping of key -> non-empty list of values")
+    for batch in space.get("global_batch", []):  # refused before any trial starts, as the stage does
+        split_batch(batch, where.num_workers, where.micro_batch)
     config, name, storage_path = _prepare(images, text_path, model, recipe, where, ray_address, connect_timeout_s)
     if storage.is_local(storage_path):
         storage_path = str(Path(storage_path).resolve())

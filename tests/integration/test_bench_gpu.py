@@ -1,5 +1,6 @@
 """`python -m bench gpu --device cpu --tiny`: the GPU check's dry run, so the command a borrowed GPU runs
-cannot rot. Every part runs for real (the tiny model at 96 px, a gloo all-reduce between two processes)."""
+cannot rot. Every part runs for real (the tiny model at 96 px, the training recipe on Ray Train with 2 CPU
+workers on a local Ray, a gloo all-reduce between two processes)."""
 from __future__ import annotations
 
 import json
@@ -9,10 +10,17 @@ import pytest
 
 @pytest.mark.slow
 def test_bench_gpu_dry_run_runs_every_part_and_writes_its_json(tmp_path, monkeypatch, capsys):
+    import ray
+
     from bench.__main__ import main
 
     monkeypatch.chdir(tmp_path)
-    main(["gpu", "--device", "cpu", "--tiny", "--out", "out.json"])
+    started = not ray.is_initialized()
+    try:
+        main(["gpu", "--device", "cpu", "--tiny", "--out", "out.json"])
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()  # the local Ray that train_pipeline started in this process
     r = json.loads((tmp_path / "out.json").read_text())
     failed = {k: v["error"] for k, v in r.items() if isinstance(v, dict) and "error" in v}
     assert not failed, failed
@@ -21,8 +29,13 @@ def test_bench_gpu_dry_run_runs_every_part_and_writes_its_json(tmp_path, monkeyp
     assert t["images_per_s"] > 0 and t["step_s"] > 0 and t["tflop_per_image"] > 0 and t["mfu"] is None
     p = r["input_pipeline"]
     assert min(p["pil_images_per_s"], p["batch_images_per_s"], p["batch_decode_on_device_images_per_s"]) > 0
-    s = r["predict_score_regions"]
-    assert s["predict_images_per_s"] > 0 and s["score_regions_pairs_per_s"] > 0
+    tp = r["train_pipeline"]  # the recipe itself: 2 Ray Train workers (DDP, gloo), the loader, JPEG files
+    assert tp["workers"] == 2 and tp["global_batch"] == 8 and tp["steps_per_epoch"] == 3
+    assert 0 < tp["images_per_s"] and 0 < tp["ceiling_images_per_s"] and 0 <= tp["data_wait_fraction"] <= 1
+    assert tp["ceiling_data_wait_fraction"] < tp["data_wait_fraction"]  # ready tensors wait for nothing
+    s = r["predict_score_regions"]  # at the pipeline's own precision: fp32 on CPU, identical to fp32
+    assert s["predict_images_per_s"] > 0 and s["score_regions_pairs_per_s"] > 0 and s["precision"] == "fp32"
+    assert s["max_sigmoid_diff_vs_fp32"] == 0 and s["top10_overlap_vs_fp32"] == 1
     assert r["allreduce"]["sum_correct"] and r["allreduce"]["backend"] == "gloo"
     m = r["mmdet"]
     if "skipped" in m:  # only when the MMDetection stack is really absent (make install-detect adds it)

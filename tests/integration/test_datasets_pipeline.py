@@ -90,7 +90,7 @@ def test_own_table_dataset_trains_and_evaluates(tmp_path):
                           "table": {"pairs": "pairs.csv"}},
               "embed_text": {}, "predict": {"split": "test"},
               "train": {"model": "defr-tiny-vit", "image_size": 64, "epochs": 2, "restart_epochs": 1, "lr": 1e-3,
-                        "batch_size": 16, "global_batch": 16, "min_per_class": 0, "demo_only": True},
+                        "global_batch": 16, "min_per_class": 0, "demo_only": True},
               "evaluate": {"classification": True, "detection": True, "pr_classes": []},
               "placement": {"embed_text": {"cache": ""}, "predict": {"actors": 1, "device": "cpu"},
                             "train": {"num_workers": 1, "max_failures": 0, "storage_path": str(tmp_path / "runs")}}}

@@ -128,7 +128,7 @@ def test_bad_parameters_fail_before_any_work(prepared_demo, tmp_path):
         _run(prepared_demo, tmp_path, "y", backend="yolo")
     with pytest.raises(ValueError, match="detect.split = 'tset': .*did you mean 'test'"):
         _run(prepared_demo, tmp_path, "z", split="tset")
-    assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "x_rejects.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y.yaml", "z.yaml"]  # their params files, nothing else
 
 
 def test_checkpoints_of_another_label_space_or_model_fail_before_any_work(prepared_demo, tmp_path):
@@ -149,7 +149,7 @@ def test_checkpoints_of_another_label_space_or_model_fail_before_any_work(prepar
                tmp_path / "other.pth")
     with pytest.raises(ValueError, match=r"other.pth does not fit detect.mmdet.config .*rtmdet_tiny"):
         _run(prepared_demo, tmp_path, "x", backend="mmdet", mmdet__checkpoint=str(tmp_path / "other.pth"))
-    assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "x_rejects.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.pth", "other.pth", "x.yaml"]  # no output, no temporary
 
 
 def _precomputed(tmp_path, name, images, path, fmt="hico_json", label_space="hico80", checks=None):

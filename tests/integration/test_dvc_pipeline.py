@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stage_support.params import result_keys
+from tests.params_keys import result_keys
 from stage_support.schema import PLACEMENT
 from tests.dvc_project import UP_TO_DATE, clone_project, dvc, edit_params, ran_stages, restore
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.results import read_test_set
-from pipeline.results.writers import write_detr_list, write_mat_cache
+from tests.result_writers import write_detr_list, write_mat_cache
 from tests.conftest import ROOT
 from tests.unit.test_results_formats import small_anno, small_detections
 
@@ -66,7 +66,7 @@ def test_evaluate_stage_scores_external_results_like_its_own(prepared_demo, tmp_
     import yaml
 
     from pipeline.datasets.splits import test_pairs
-    from pipeline.results.writers import write_table
+    from tests.result_writers import write_table
     from pipeline.schemas import HOI_DETECTIONS
     from stages import evaluate as stage
 

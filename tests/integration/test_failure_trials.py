@@ -52,7 +52,7 @@ TRAIN_TRIALS = {
     "no_epochs": ({"epochs": 0}, None, "train.epochs = 0: expected an integer in [1, 10000]"),
     "misspelled_optional_key": (None, {"max_failurs": 1}, "placement.train.max_failurs: unknown key; did you mean"),
     "moved_key_in_old_place": ({"num_workers": 2}, None, "train.num_workers: this key moved to placement.train"),
-    "more_workers_than_the_cluster_holds": (None, {"num_workers": 64},
+    "more_workers_than_the_cluster_holds": ({"global_batch": 64}, {"num_workers": 64},
                                             "64 Ray Train workers need 64 x (1 CPU) but the Ray cluster has"),
 }
 

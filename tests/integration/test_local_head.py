@@ -35,7 +35,8 @@ env["HOME"] = os.environ["OTHER_HOME"]
 join = "from pipeline.distributed import init_ray; init_ray(%r, timeout_s=20)" % address
 probe = subprocess.run([sys.executable, "-c", join], env=env, capture_output=True, text=True, timeout=120)
 print("RESULT" + json.dumps({"group": group, "listening": listening, "probe_rc": probe.returncode,
-                             "probe_err": probe.stderr[-1500:]}))
+                             "probe_err": probe.stderr[-1500:],
+                             "token_dir": os.path.dirname(os.environ["RAY_AUTH_TOKEN_PATH"])}))
 """
 
 
@@ -60,6 +61,7 @@ def test_one_local_head_for_a_command_loopback_token_and_gone_after(tmp_path):
         except (ProcessLookupError, psutil.Error):
             continue
     assert not left, f"processes of the head still alive after the command: {left}"
+    assert "defr-ray-" in result["token_dir"] and not Path(result["token_dir"]).exists()  # its token went too
 
 
 def test_a_given_cluster_runs_the_command_as_it_is(tmp_path):

@@ -85,16 +85,23 @@ def test_stage_writes_hoi_detections_and_attention_maps(inputs, monkeypatch):
     # Each detection's HOI is about the object box's category, in original pixels of its image.
     images = storage.read_parquet(images_path)
     size = dict(zip(images["image_id"].to_pylist(), zip(images["width"].to_pylist(), images["height"].to_pylist())))
+    # Every row's object box is one of its image's detections (clipped to the image, as the stage clips it),
+    # and the row's HOI involves that detection's object category: object gating, checked on every row.
     dets = storage.read_parquet(work / "detections.parquet")
-    label_of = {(i, tuple(np.round(b, 3))): l for i, b, l in
-                zip(dets["image_id"].to_pylist(), dets["box"].to_pylist(), dets["label"].to_pylist())}
     vocab = hico_vocabulary()
-    for r in table.slice(0, 200).to_pylist():
+    labels_of: dict = {}
+    for i, b, l in zip(dets["image_id"].to_pylist(), dets["box"].to_pylist(), dets["label"].to_pylist()):
+        w, h = size[i]
+        box = np.clip(np.asarray(b, np.float64), 0, [w, h, w, h])
+        labels_of.setdefault((i, tuple(np.round(box, 3))), set()).add(vocab.coco80_names[l])
+    rows = table.to_pylist()
+    for r in rows:
         w, h = size[r["image_id"]]
         assert 0 <= r["object_box"][0] < r["object_box"][2] <= w and 0 <= r["human_box"][1] < r["human_box"][3] <= h
-        label = label_of.get((r["image_id"], tuple(np.round(r["object_box"], 3))))
-        if label is not None:  # boxes that were clipped no longer match a detection verbatim
-            assert vocab.coco80_names[label] == vocab[r["hoi"]].object
+        objects = labels_of.get((r["image_id"], tuple(np.round(np.asarray(r["object_box"], np.float64), 3))))
+        assert objects is not None, f"object box {r['object_box']} of image {r['image_id']} is no detection of it"
+        assert vocab[r["hoi"]].object in objects, (r, objects)
+    assert len(rows) == table.num_rows > 0
     pngs = sorted(plots.glob("*.png"))
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     # The reference path (a full forward per pair) gives the same detections.

@@ -27,10 +27,10 @@ pytestmark = pytest.mark.integration
 
 TRAIN = {"demo_only": True, "model": "defr-tiny-vit", "pretrained": "", "image_size": 48, "gamma": 100,
          "classifier_position": "auto", "init": "text", "loss": "lse_sign", "ambiguous_as": "negative",
-         "unknown_as": "negative", "lr": 1e-3, "epochs": 3, "restart_epochs": 5, "batch_size": 16,
-         "global_batch": 32, "min_per_class": 4, "crop_scale": 0.5, "jitter": 0.4, "seed": 0}
-PLACE = {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1, "loader_workers": 0, "run_name": "test",
-         "max_failures": 2}
+         "unknown_as": "negative", "lr": 1e-3, "epochs": 3, "restart_epochs": 5, "global_batch": 32,
+         "min_per_class": 4, "crop_scale": 0.5, "jitter": 0.4, "seed": 0}
+PLACE = {"num_workers": 2, "use_gpu": False, "cpus_per_worker": 1, "micro_batch": 16, "loader_workers": 0,
+         "run_name": "test", "max_failures": 2}
 
 
 def write_params(path, train=None, **placement):
@@ -140,15 +140,39 @@ def test_one_worker_exports_a_model_that_names_its_classes_and_shows_each_epoch_
     live_map = _tsv(live / "plots" / "metrics" / "val_map.tsv")
     assert sorted(live_map) == [0, 1, 2]
     assert all(live_map[e] == pytest.approx(val_map[e], abs=1e-4) for e in val_map)  # both percent
-    for name in ("loss", "lr", "images_per_s_per_worker"):
+    for name in ("loss", "lr", "images_per_s_per_worker", "data_wait"):
         assert sorted(_tsv(live / "plots" / "metrics" / "train" / f"{name}.tsv")) == [0, 1, 2]
+    assert all(0 < v < 1 for v in _tsv(live / "plots" / "metrics" / "train" / "data_wait.tsv").values())
     summary = json.loads((live / "metrics.json").read_text())
     assert summary["step"] == 2 and summary["val_map"] == pytest.approx(val_map[2], abs=1e-4)
+    assert summary["train"]["effective_global_batch"] == 32
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics) == {
-        "best_val_map", "best_epoch", "epochs", "final_train_loss", "resumes", "model", "run", "demo_only"}
+    assert set(metrics) == {"best_val_map", "best_epoch", "epochs", "final_train_loss", "resumes", "model", "run",
+                            "demo_only", "effective_global_batch", "workers", "micro_batch", "accumulation"}
     assert metrics["epochs"] == 3 and metrics["resumes"] == 0
+    # train.global_batch 32 on one worker with micro-batches of at most 16: 2 accumulated micro-batches
+    assert (metrics["effective_global_batch"], metrics["workers"], metrics["micro_batch"],
+            metrics["accumulation"]) == (32, 1, 16, 2)
+    log = (tmp_path / "logs" / "train.log").read_text()
+    assert "global batch 32 = 1 worker(s) x 16 images x 2 accumulated step(s)" in log
     check_exported_model(tmp_path / "models" / "defr", prepared_demo, metrics)
+
+
+def test_a_global_batch_the_workers_cannot_split_evenly_is_refused_before_anything_starts(prepared_demo, tmp_path):
+    """25 images over 2 workers: refused by the stage's checks, naming the key, the workers and the nearest
+    valid choices, before Ray or Ray Train start (no run folder, no model)."""
+    from stage_support.params import ParamsError
+
+    write_params(tmp_path / "params.yaml", train={"global_batch": 25}, num_workers=2,
+                 storage_path=str(tmp_path / "runs"))
+    with pytest.raises(ParamsError, match="train.global_batch = 25 does not split evenly over "
+                                          "placement.train.num_workers = 2 .* 24 or 26, or placement.train.num_workers 1 or 5"):
+        train.main(_args(tmp_path, prepared_demo, tmp_path / "no-embeddings.parquet"))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "models").exists()
+    # the old key is refused with where it lives now
+    write_params(tmp_path / "params.yaml", train={"batch_size": 16})
+    with pytest.raises(ParamsError, match="train.batch_size: this key moved to placement.train.micro_batch"):
+        train.main(_args(tmp_path, prepared_demo, tmp_path / "no-embeddings.parquet"))
 
 
 def test_a_relative_storage_path_is_relative_to_the_main_workspace(tmp_path):

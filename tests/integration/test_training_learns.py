@@ -27,7 +27,7 @@ def test_tiny_model_learns_the_demo(tmp_path):
     emb, _ = read_text_embeddings(str(write_text_embeddings(tmp_path / "prepared", tmp_path / "e.parquet",
                                                                   dim=384)), 600)
     recipe = {"loss": "lse_sign", "ambiguous_as": "negative", "unknown_as": "negative", "lr": 1e-3, "epochs": 4,
-              "restart_epochs": 5, "batch_size": 32, "global_batch": 32, "min_per_class": 10, "crop_scale": 0.5,
+              "restart_epochs": 5, "micro_batch": 32, "global_batch": 32, "min_per_class": 10, "crop_scale": 0.5,
               "jitter": 0.4, "seed": 0, "loader_workers": 0}
     images = storage.read_parquet(tmp_path / "prepared" / "images.parquet")
     _, history = fit_local(images, emb, ModelConfig(image_size=96), recipe)

@@ -50,8 +50,7 @@ def new_outputs(data: bytes, jitter: float, seed: int = 0, n: int = N) -> torch.
     reader = CropReader(S, 0.5)
     torch.manual_seed(seed)
     items, _, _ = collate_crops([(reader(data), torch.zeros(1), i) for i in range(n)])
-    augment = BatchAugmentation(S, config.mean, config.std, jitter, torch.Generator().manual_seed(seed))
-    out = augment(items, CPU)
+    out = BatchAugmentation(S, config.mean, config.std, jitter)(items, CPU)
     return out * torch.tensor(config.std).view(1, 3, 1, 1) + torch.tensor(config.mean).view(1, 3, 1, 1)
 
 
@@ -107,9 +106,9 @@ def test_same_seed_same_bytes_and_device_decoding_gives_the_same_pixels():
     loader = [CropReader(10_000, 0.5)(data) for _ in range(8)]
     torch.manual_seed(5)
     shipped = [CropReader(10_000, 0.5, "device")(data) for _ in range(8)]
-    assert all(box is None for _, box in loader) and all(box is not None for _, box in shipped)
-    crops = BatchAugmentation(S, (0, 0, 0), (1, 1, 1), 0.0, torch.Generator()).crops(shipped, CPU)
-    assert all(torch.equal(c, ref) for c, (ref, _) in zip(crops, loader))
+    assert all(box is None for _, box, _ in loader) and all(box is not None for _, box, _ in shipped)
+    crops = BatchAugmentation(S, (0, 0, 0), (1, 1, 1), 0.0).crops(shipped, CPU)
+    assert all(torch.equal(c, ref) for c, (ref, _, _) in zip(crops, loader))
 
 
 def test_reduced_size_decode_keeps_the_crop_at_least_model_size_and_looks_the_same():
@@ -118,14 +117,12 @@ def test_reduced_size_decode_keeps_the_crop_at_least_model_size_and_looks_the_sa
                           .resize((1600, 1200), Image.BICUBIC)))
     config = ModelConfig(image_size=S)
     torch.manual_seed(0)
-    crops = [CropReader(S, 0.5)(big)[0] for _ in range(20)]
-    assert all(min(c.shape[1:]) >= S for c in crops) and max(max(c.shape[1:]) for c in crops) < 1600 / 2
+    crops = [CropReader(S, 0.5)(big) for _ in range(20)]
+    assert all(min(c.shape[1:]) >= S for c, _, _ in crops) and max(max(c.shape[1:]) for c, _, _ in crops) < 1600 / 2
     torch.manual_seed(0)
-    full = [CropReader(10_000, 0.5)(big)[0] for _ in range(20)]  # never reduced: S above the crop size
-    augment = BatchAugmentation(S, config.mean, config.std, 0.0, torch.Generator().manual_seed(0))
-    small = augment([(c, None) for c in crops], CPU)
-    augment.generator.manual_seed(0)
-    ref = augment([(c, None) for c in full], CPU)
+    full = [CropReader(10_000, 0.5)(big) for _ in range(20)]  # never reduced: S above the crop size
+    augment = BatchAugmentation(S, config.mean, config.std, 0.0)
+    small, ref = augment(crops, CPU), augment(full, CPU)  # the same draws: the same seed
     assert (small - ref).abs().mean() < 0.05  # normalised units; DCT-domain scaling vs antialiased bicubic
 
 
@@ -133,7 +130,7 @@ def test_png_and_grey_images_decode_in_the_loader(tmp_path):
     out = io.BytesIO()
     Image.fromarray(np.full((50, 70), 200, np.uint8)).save(out, format="PNG")
     torch.manual_seed(0)
-    crop, box = CropReader(S, 0.5, "device")(out.getvalue())
+    crop, box, _ = CropReader(S, 0.5, "device")(out.getvalue())
     assert box is None and crop.shape[0] == 3 and crop.dtype == torch.uint8
 
 
@@ -142,43 +139,39 @@ def test_unknown_decode_place_is_refused():
         CropReader(S, 0.5, "gpu")
 
 
-def test_an_epoch_trains_on_the_batch_path_with_a_loader_process_and_repeats_bit_for_bit(tmp_path):
-    from pipeline.training.losses import make_loss
-    from pipeline.model import build_model
-    from pipeline.training.recipe import _loader, _train_epoch, loader_workers, train_data
+def test_epochs_train_on_the_batch_path_with_a_persistent_loader_process_and_repeat_bit_for_bit(tmp_path):
+    import os
 
-    rng = np.random.default_rng(0)
-    uris = []
-    for i in range(8):
-        path = tmp_path / f"{i}.jpg"
-        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(path)
-        uris.append(str(path))
-    targets = np.where(rng.random((8, 5)) < 0.3, 1, -1).astype(np.int8)
-    # auto: every CPU of the worker but one loads (here 2 -> 1 DataLoader process)
-    cfg = {"augment": "batch", "crop_scale": 0.5, "jitter": 0.4, "seed": 0, "batch_size": 4,
-           "loader_workers": "auto", "cpus_per_worker": 2}
-    assert loader_workers(cfg) == 1 and loader_workers({"loader_workers": "auto", "cpus_per_worker": 1}) == 0
+    from pipeline.training.loader import loader_processes, train_data
+    from pipeline.training.recipe import setup, train_epoch
+    from tests.training_inputs import tiny_config, tiny_images
+
+    images = tiny_images(tmp_path, n_train=8)
+    # auto: every CPU the worker can use but one loads (here 2 -> 1 DataLoader process); on a GPU node the
+    # node's cores per GPU count when they are more (capped by the CPUs this process may use)
+    usable = len(os.sched_getaffinity(0))
+    assert loader_processes("auto", 2) == min(2, usable) - 1 and loader_processes("auto", 1) == 0
+    assert loader_processes("auto", 1, cores_per_gpu=12) == min(12, usable) - 1 and loader_processes(3, 1) == 3
+    cfg = tiny_config(augment="batch", global_batch=4, micro_batch=4, loader_workers=1)
 
     def run():
-        torch.manual_seed(0)
-        model = build_model(ModelConfig(image_size=32, num_classes=5, init="random", text_dim=8), None)
-        data, collate, augment = train_data(uris, targets, model.config, cfg, None, 0, 0, CPU)
-        assert augment is not None and collate is not None
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=2)
-        loss, _ = _train_epoch(model, _loader(data, cfg, collate=collate),
-                               make_loss("lse_sign", torch.from_numpy(targets.astype(np.float32))), opt, sched, 1,
-                               CPU, cfg, 0, 0, augment)
-        return loss, model.head.weight.detach().clone()
+        w = setup(cfg, images, 0, 1, CPU)
+        assert w.augment is not None and w.loader_processes == 1
+        losses, pids = [], []
+        for epoch in range(2):
+            losses.append(train_epoch(w, cfg, epoch, 0)["train_loss"])
+            pids.append(sorted(p.pid for p in w.loader._iterator._workers))
+        assert pids[0] == pids[1]  # the loader process lives across epochs
+        return losses, w.model.head.weight.detach().clone()
 
     (loss_a, w_a), (loss_b, w_b) = run(), run()
-    assert np.isfinite(loss_a) and loss_a == loss_b and torch.equal(w_a, w_b)
+    assert np.isfinite(loss_a).all() and loss_a == loss_b and torch.equal(w_a, w_b)
     # auto picks the PIL path on CPU (cheaper there), the batch path on CUDA
-    _, collate, augment = train_data(uris, targets, ModelConfig(image_size=32), cfg | {"augment": "auto"}, None,
-                                     0, 0, CPU)
+    uris, targets = images.column("uri").to_pylist(), np.ones((images.num_rows, 5), np.int8)
+    _, collate, augment = train_data(uris, targets, ModelConfig(image_size=32), cfg | {"augment": "auto"}, CPU)
     assert collate is None and augment is None
     with pytest.raises(ValueError, match="train.augment 'gpu'"):
-        train_data(uris, targets, ModelConfig(image_size=32), cfg | {"augment": "gpu"}, None, 0, 0, CPU)
+        train_data(uris, targets, ModelConfig(image_size=32), cfg | {"augment": "gpu"}, CPU)
 
 
 def test_a_truncated_jpeg_fails_naming_the_file(tmp_path):
@@ -188,9 +181,8 @@ def test_a_truncated_jpeg_fails_naming_the_file(tmp_path):
     path = tmp_path / "broken.jpg"
     path.write_bytes(colour_image()[:400])
     data = ImageDataset([str(path)], np.ones((1, 2), np.int8), CropReader(S, 0.5), read=read_bytes)
-    torch.manual_seed(0)
     with pytest.raises(OSError, match="cannot decode image .*broken.jpg"):
-        data[0]
+        data[(0, 7)]  # a training key: (row, draw seed)
 
 
 @pytest.mark.parametrize("value, ok", [("auto", True), (0, True), (3, True), (-1, False), ("two", False),

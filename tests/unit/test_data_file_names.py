@@ -1,6 +1,9 @@
-"""Names inside data files never reach outside their folder: an absolute path, a ``..`` escape or a symbolic
-link out of the images folder becomes a reject row naming the file, the row and the reason, for every
-dataset adapter (hico, mpii, table) and for ``defr``'s boxes files; the outside file is never read."""
+"""Names inside data files never reach outside their folder: an absolute path or a ``..`` escape becomes a
+reject row naming the file, the row and the reason, for every dataset adapter (hico, mpii, table) and for
+``defr``'s boxes files, and the outside file is never read through such a name. A symbolic link inside the
+images folder is followed, not refused, even when it points outside: the dataset's owner put it there (DVC's
+``cache.type symlink`` links every file into the cache; pipeline.storage.names.path_inside reads names, not
+the disk)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""pipeline/demo/large.py (the data of `bench scale`): the parallel generator writes a HICO-format dataset
+"""bench/large_demo.py (the data of `bench scale`): the parallel generator writes a HICO-format dataset
 that the hico adapter reads whole, and bench scale's table fits the growth exponents."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from bench.bench_scale import exponent, table
 from pipeline.datasets.adapters import prepare_dataset
-from pipeline.demo.large import generate_large
+from bench.large_demo import generate_large
 
 FILES = {"anno": "anno.mat", "hicodet_train": "instances_train2015.json", "hicodet_test": "instances_test2015.json",
          "train_images": "images/train2015", "test_images": "images/test2015"}

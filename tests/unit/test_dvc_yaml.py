@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from stage_support.params import file_keys, result_keys, validate_file
+from tests.params_keys import file_keys, result_keys, validate_file
 from tests.stage_deps import DATA_FILES, PACKAGES, ROOT, covered, stage_files
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]

@@ -32,7 +32,7 @@ def test_evaluate_imports_neither_torch_nor_ray(tmp_path):
 
 def test_hicodet_outputs_and_compare(tmp_path, capsys):
     from pipeline.results import read_test_set
-    from pipeline.results.writers import write_table
+    from tests.result_writers import write_table
 
     anno = small_anno(tmp_path)
     test = read_test_set(anno)

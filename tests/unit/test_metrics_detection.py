@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.metrics.hoi_detection import box_iou, hicodet_map
-from pipeline.metrics.reference import official_loop_map
+from tests.metrics_reference import official_loop_map
 from pipeline.schemas import HOI_DETECTIONS
 from pipeline.classes.hico_vocab import hico_vocabulary
 

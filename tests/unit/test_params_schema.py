@@ -15,6 +15,7 @@ import yaml
 from pipeline import choices
 from stage_support import params as P
 from stage_support import schema
+from tests.params_keys import file_keys, result_keys, validate_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,7 @@ LIBRARY_CHOICES = {
     "pipeline.model": {"POSITIONS": "CLASSIFIER_POSITIONS", "INITS": "INITS"},
     "pipeline.training.losses": {"LOSSES": "LOSSES"},
     "pipeline.training.dataset": {"LABEL_MAPPINGS": "LABEL_MAPPINGS"},
-    "pipeline.training.recipe": {"AUGMENTATIONS": "AUGMENT_MODES"},
+    "pipeline.training.loader": {"AUGMENT_MODES": "AUGMENT_MODES"},
     "pipeline.training.batch_augmentation": {"DECODE_PLACES": "DECODE_PLACES"},
     "pipeline.inference.detect_split": {"BACKENDS": "DETECT_BACKENDS"},
     "pipeline.placement": {"DEVICES": "DEVICES"},
@@ -107,7 +108,7 @@ def test_no_import_circle_between_params_and_schema():
      r"embed_text.template = .*unknown field \{verb_ed\}; did you mean \{verb\}\?"),
     ("demo", {"image_size": [160, "x"]}, r"demo.image_size\[1\] = 'x': expected an integer"),
     ("evaluate", {"classification": "yes"}, r"evaluate.classification = 'yes': expected true or false"),
-    ("prepare", {"dataset": "mpi"}, r"prepare.dataset = 'mpi': expected one of hico, mpii, table; did you mean 'mpii'"),
+    ("prepare", {"dataset": "mpi"}, r"prepare.dataset = 'mpi': expected one of hico, mpii, table, vcoco; did you mean 'mpii'"),
     ("prepare", {"table": {"label_mode": "one"}}, r"prepare.table.label_mode = 'one': expected one of multi, single"),
     ("embed_text", {"name_template": "a person {activity}"},
      r"embed_text.name_template = .*unknown field \{activity\}"),
@@ -148,7 +149,7 @@ def test_missing_section_and_unknown_section(tmp_path):
     path = write(tmp_path, trian={"lr": 1e-3})
     with pytest.raises(P.ParamsError, match="has no section 'train'"):
         P.load("train", path)
-    assert P.validate_file(path) == ["trian: unknown section; did you mean train?"]
+    assert validate_file(path) == ["trian: unknown section; did you mean train?"]
 
 
 def test_named_file_reads_the_none_sentinel_as_no_file():
@@ -157,9 +158,9 @@ def test_named_file_reads_the_none_sentinel_as_no_file():
 
 
 def test_result_and_file_keys():
-    assert "train.lr" in P.result_keys("train") and "train.num_workers" not in P.result_keys("train")
-    assert "detect.mmdet.checkpoint" in P.file_keys("detect")
-    assert set(P.file_keys("embed_text")) == {"embed_text.model_file", "embed_text.prompts_file"}
+    assert "train.lr" in result_keys("train") and "train.num_workers" not in result_keys("train")
+    assert "detect.mmdet.checkpoint" in file_keys("detect")
+    assert set(file_keys("embed_text")) == {"embed_text.model_file", "embed_text.prompts_file"}
 
 
 def test_docs_params_md_is_the_rendered_schema():
@@ -192,3 +193,152 @@ def test_every_number_param_has_both_bounds():
                  for key, spec in numbers(tree, name)
                  if spec.high is None or (spec.low is None and not spec.positive)]
     assert unbounded == []
+
+
+# --- One source for each fact: the schema's defaults and choices, and everything that repeats them -------------
+
+def param(dotted: str) -> schema.Param:
+    """The schema's Param of a dotted key (``placement.train.num_workers``, ``checks.max_reject_fraction``)."""
+    first, *rest = dotted.split(".")
+    node = {"placement": schema.PLACEMENT, "checks": schema.CHECKS}.get(first) or schema.SECTIONS[first]
+    for part in rest:
+        node = node[part]
+    assert isinstance(node, schema.Param), dotted
+    return node
+
+
+def section(dotted: str) -> dict:
+    first, *rest = dotted.split(".")
+    node = {"placement": schema.PLACEMENT, "checks": schema.CHECKS}.get(first) or schema.SECTIONS[first]
+    for part in rest:
+        node = node[part]
+    return node
+
+
+# The library's dataclasses whose defaults repeat the schema's: (class, schema section, field -> key renames).
+# Fields named like a key of the section must default to the schema's default.
+DATACLASSES = [
+    ("pipeline.model.ModelConfig", "train", {"model_name": "model"}),
+    ("pipeline.placement.Placement", "placement.score_regions", {}),
+    ("pipeline.placement.TrainPlacement", "placement.train", {}),
+    ("pipeline.regions.pairs.PairParams", "score_regions", {}),
+    ("pipeline.regions.scorer.ScoreParams", "score_regions", {}),
+    ("pipeline.inference.detector_predictor.DetectorSpec", "detect.mmdet", {}),
+    ("pipeline.inference.detector_predictor.DetectorSpec", "detect", {}),
+    ("pipeline.inference.detect_split.PrecomputedSpec", "detect.precomputed", {}),
+    ("pipeline.inference.detect_split.DetectOptions", "detect", {}),
+    ("pipeline.detection.oracle.OracleConfig", "detect.oracle", {}),
+    ("pipeline.results.formats.ReadOptions", "evaluate.external", {}),
+    ("pipeline.cli.hoi.HOIOptions", "detect", {}),
+]
+# Defaults that differ on purpose, and why.
+DIFFERENT_ON_PURPOSE = {
+    # None = the detector config's own test size (defr detect's --detector-scale default); the stage's default
+    # is the demo's small size, set in params.yaml for every run of the stage.
+    ("pipeline.inference.detector_predictor.DetectorSpec", "test_scale"),
+}
+
+
+@pytest.mark.parametrize("dotted, where, renames", DATACLASSES, ids=[f"{c.rsplit('.', 1)[1]}-{s}" for c, s, _ in DATACLASSES])
+def test_library_dataclass_defaults_are_the_schema_defaults(dotted, where, renames):
+    import dataclasses
+
+    module, name = dotted.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    keys = section(where)
+    compared = []
+    for f in dataclasses.fields(cls):
+        key = renames.get(f.name, f.name)
+        if (dotted, f.name) in DIFFERENT_ON_PURPOSE or not isinstance(keys.get(key), schema.Param):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        if default is None and f.default is dataclasses.MISSING:
+            continue  # a required field: nothing repeated
+        assert default == keys[key].default, f"{dotted}.{f.name} = {default!r}, schema {where}.{key} = {keys[key].default!r}"
+        compared.append(f.name)
+    assert compared, f"{dotted}: no field compared with {where} (the table above is stale)"
+
+
+def _defr_subcommands() -> dict:
+    from pipeline.cli.commands import parser
+
+    return parser()._subparsers._group_actions[0].choices
+
+
+POOL_OPTIONS = {"device": "device", "precision": "precision", "batch_size": "batch_size", "actors": "actors",
+                "cpus_per_actor": "cpus_per_actor"}
+# defr option (argparse dest) -> the schema key whose default and choices it repeats, per subcommand.
+DEFR_OPTIONS = {
+    "detect": {**{d: f"placement.score_regions.{k}" for d, k in POOL_OPTIONS.items()},
+               "detector_seed": "detect.mmdet.seed", "score_floor": "detect.score_floor",
+               "max_per_image": "detect.max_per_image",
+               **{k: f"score_regions.{k}" for k in ("score_threshold", "nms_threshold", "max_humans", "max_objects",
+                                                    "masked_layers", "patch_rule", "score_power", "top_k")}},
+    "classify": {d: f"placement.predict.{k}" for d, k in POOL_OPTIONS.items()},
+    "evaluate": {**{k: f"evaluate.external.{k}" for k in ("format", "mat_object_order", "hoi_labels", "object_labels")},
+                 "pr_classes": "evaluate.pr_classes", "max_reject_fraction": "checks.max_reject_fraction"},
+}
+
+
+@pytest.mark.parametrize("command", list(DEFR_OPTIONS))
+def test_defr_options_default_to_the_schema_and_offer_its_choices(command):
+    """pipeline/cli may not import stage_support (layers): its option defaults are literals, checked here."""
+    actions = {a.dest: a for a in _defr_subcommands()[command]._actions}
+    for dest, key in DEFR_OPTIONS[command].items():
+        p = param(key)
+        assert actions[dest].default == p.default, f"defr {command} --{dest.replace('_', '-')}: default " \
+                                                   f"{actions[dest].default!r}, schema {key} = {p.default!r}"
+        if p.choices:
+            assert tuple(actions[dest].choices) == tuple(p.choices), f"defr {command} --{dest}: choices"
+
+
+def test_defr_choices_are_never_spelled_out():
+    """A choices= of the command line names pipeline.choices' tuples (or adds to them), never a literal list."""
+    spelled = []
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "choices" and isinstance(node.value, (ast.Tuple, ast.List)):
+                if all(isinstance(e, ast.Constant) for e in node.value.elts):
+                    spelled.append(f"{path.relative_to(ROOT)}:{node.value.lineno}")
+    assert spelled == [], f"choices spelled out instead of taken from pipeline.choices: {spelled}"
+
+
+def _yaml_comments(path: Path):
+    """(dotted key, comment) of every ``key: value  # comment`` line of a params file (block style)."""
+    import re
+
+    stack: list[tuple[int, str]] = []
+    for line in path.read_text().splitlines():
+        m = re.match(r"^(\s*)([\w-]+):(.*)$", line)
+        if not m:
+            continue
+        indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key))
+        if "#" in rest and not rest.split("#", 1)[0].strip().startswith(('"', "'")):
+            yield ".".join(k for _, k in stack), rest.split("#", 1)[1]
+
+
+def test_params_yaml_comments_list_exactly_the_allowed_values():
+    """A comment that lists alternatives (``# a | b | c``) names each allowed value of its key once, in
+    some order, and nothing that is not allowed: each '|'-separated part starts with one of them."""
+    import re
+
+    checked = 0
+    for key, comment in _yaml_comments(ROOT / "params.yaml"):
+        try:
+            p = param(key)
+        except (KeyError, AssertionError):
+            continue
+        if not p.choices or "|" not in comment:
+            continue
+        named = []
+        for part in comment.split("|"):
+            found = [t for t in re.findall(r"[\w-]+", part) if t in map(str, p.choices)]
+            assert found, f"params.yaml {key}: the comment's alternative {part.strip()!r} is not one of {p.choices}"
+            named.append(found[0])
+        assert sorted(named) == sorted(map(str, p.choices)), f"params.yaml {key}: comment lists {named}, schema {p.choices}"
+        checked += 1
+    assert checked >= 20, checked  # the comments of every key with choices were found

@@ -1,107 +1,66 @@
-"""An epoch cut by a preemption notice and resumed from its checkpoint trains exactly as the uncut epoch.
+"""A run cut by a preemption notice and resumed from the recipe's own checkpoint ends with the uncut run's
+weights, bit for bit.
 
-The recipe saves weights, optimizer, scheduler and the loss so far at an optimizer step (the notice), and
-the restarted worker trains the same seeded index list from that batch on (``start_step``). Run here in
-one process with the per-image (PIL) path, whose random draws come from torch's global generator: with
-that generator put back as well, the resumed epoch must end with the same weights and the same mean loss
-as the epoch that was never cut. The Ray side (the notice, the restart) is tested on a real three-node
-cluster in tests/integration/test_two_node_cluster.py.
+In one process, with the recipe's own pieces: ``setup``, ``train_epoch`` with the ``on_step`` hook that the
+preemption watch uses, ``write_checkpoint`` at the notice (the node then goes: the epoch stops there), a new
+worker (``setup``) that ``read_checkpoint``s it and trains the rest of the epoch from the saved step, then
+the next epoch. Nothing restores a generator: every draw is seeded by where it happens (a sample's by its
+position in the epoch, the model's by the optimizer step). Both augmentation paths. The Ray side (the
+notice, the restart) is tested on a real three-node cluster in tests/integration/test_two_node_cluster.py.
 """
 from __future__ import annotations
 
-import copy
-
-import numpy as np
+import pytest
 import torch
-from PIL import Image
 
-from pipeline.model import ModelConfig, build_model
-from pipeline.training.losses import make_loss
-from pipeline.training.recipe import _loader, _train_epoch, train_data
+from pipeline.training.recipe import new_state, read_checkpoint, setup, train_epoch, write_checkpoint
+from tests.training_inputs import tiny_config, tiny_images
 
 CPU = torch.device("cpu")
-BATCH, ACCUM, CUT = 2, 2, 4  # the cut after 4 batches = 2 optimizer steps
+CUT = 2  # 12 images in global batches of 2 x 2 micro-batches: 3 optimizer steps per epoch, the notice after 2
 
 
-class WithGenerator:
-    """The loader, with torch's generator set to ``state`` once its iterator exists (a DataLoader draws its
-    base seed from that generator when it starts: the uncut epoch had drawn it before the cut)."""
-
-    def __init__(self, loader, state):
-        self.loader, self.state = loader, state
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __iter__(self):
-        batches = iter(self.loader)
-        torch.set_rng_state(self.state)
-        yield from batches
+class NodeGone(Exception):
+    """The preempted node leaves after the checkpoint on its notice."""
 
 
-def _images(tmp_path, n=12):
-    rng = np.random.default_rng(0)
-    uris = []
-    for i in range(n):
-        path = tmp_path / f"{i}.jpg"
-        Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(path)
-        uris.append(str(path))
-    return uris, np.where(rng.random((n, 5)) < 0.3, 1, -1).astype(np.int8)
+@pytest.mark.parametrize("augment", ["pil", "batch"])
+def test_a_run_preempted_mid_epoch_resumes_from_its_checkpoint_and_ends_as_the_uncut_run(tmp_path, augment):
+    images = tiny_images(tmp_path)
+    cfg = tiny_config(augment=augment, global_batch=4, micro_batch=2)
 
+    w = setup(cfg, images, 0, 1, CPU)
+    assert w.steps == 3 and w.split.accumulation == 2
+    uncut = [train_epoch(w, cfg, epoch, 0) for epoch in range(2)]
+    weights = {k: v.clone() for k, v in w.model.state_dict().items()}
 
-def test_an_epoch_resumed_at_the_notice_ends_as_the_uncut_epoch(tmp_path):
-    uris, targets = _images(tmp_path)
-    cfg = {"augment": "pil", "crop_scale": 0.5, "jitter": 0.4, "seed": 0, "batch_size": BATCH, "loader_workers": 0}
-    loss_fn = make_loss("lse_sign", torch.from_numpy(targets.astype(np.float32)))
-    order = np.random.default_rng(1).permutation(len(uris))  # the epoch's seeded order
+    w = setup(cfg, images, 0, 1, CPU)
+    state, folder = new_state(), tmp_path / "checkpoint"
 
-    def setup():
-        torch.manual_seed(0)
-        model = build_model(ModelConfig(image_size=32, num_classes=5, init="random", text_dim=8), None)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3)
-        return model, opt, sched
+    def notice(epoch, steps_done, loss_sum, count):  # what the recipe's save_on_notice stores
+        if steps_done == CUT:
+            state.update(epoch=epoch, step=steps_done, partial_loss=[float(loss_sum), count])
+            write_checkpoint(folder, w, state)
+            raise NodeGone
 
-    def epoch(model, opt, sched, indices, start_step=0, partial=(0.0, 0), on_step=None, rng=None):
-        data, collate, augment = train_data(uris, targets, model.config, cfg, indices, 0, 0, CPU)
-        loader = _loader(data, cfg, collate=collate)
-        return _train_epoch(model, loader if rng is None else WithGenerator(loader, rng), loss_fn, opt, sched, ACCUM,
-                            CPU, cfg, 0, 0, augment, start_step, partial, on_step)
+    with pytest.raises(NodeGone):
+        train_epoch(w, cfg, 0, 0, on_step=notice)
+    # weights, optimizer and scheduler, the training state, the history: no generator, no copy of best weights
+    assert sorted(p.name for p in folder.iterdir()) == ["history.json", "model", "train_state.pt"]
 
-    saved, calls = {}, []
+    def resumed(start_step):
+        w = setup(cfg, images, 0, 1, CPU)  # the restarted worker
+        saved = read_checkpoint(folder, w)
+        assert (saved["epoch"], saved["step"], saved["partial_loss"][1]) == (0, CUT, CUT * 4)
+        stats = [train_epoch(w, cfg, 0, 0, start_step, saved["partial_loss"] if start_step else (0.0, 0)),
+                 train_epoch(w, cfg, 1, 0)]
+        return stats, w.model.state_dict()
 
-    # what the checkpoint on a notice holds, and (for this test only: the recipe's checkpoint does not hold
-    # it, docs/training.md) the generator's state, so that the rest of the epoch gets the uncut epoch's draws
-    def on_step(epoch_index, done, loss_sum, count):
-        assert epoch_index == 0
-        calls.append(done)
-        if done == CUT:
-            saved.update(model=copy.deepcopy(model.state_dict()), opt=copy.deepcopy(opt.state_dict()),
-                         sched=copy.deepcopy(sched.state_dict()), rng=torch.get_rng_state(),
-                         partial=(float(loss_sum), count))
+    stats, got = resumed(CUT)
+    assert [s["train_loss"] for s in stats] == [s["train_loss"] for s in uncut]
+    for name, value in got.items():
+        assert torch.equal(value, weights[name]), name
 
-    model, opt, sched = setup()
-    loss_uncut, _ = epoch(model, opt, sched, order, on_step=on_step)
-    weights_uncut = {k: v.clone() for k, v in model.state_dict().items()}
-    # after each optimizer step but the last (the epoch's own checkpoint follows that one)
-    assert calls == [2, 4]
-    assert saved["partial"][1] == CUT * BATCH and saved["partial"][0] > 0
-
-    def restored():
-        model, opt, sched = setup()
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        return model, opt, sched
-
-    model, opt, sched = restored()
-    loss_resumed, _ = epoch(model, opt, sched, order[CUT * BATCH:], CUT, saved["partial"], rng=saved["rng"])
-
-    assert abs(loss_resumed - loss_uncut) < 1e-6 * abs(loss_uncut)
-    for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, weights_uncut[name], rtol=0, atol=0, msg=name)
-
-    # resuming from the epoch's start instead (what an epoch-only checkpoint would do) is not the same run
-    model, opt, sched = restored()
-    loss_restarted, _ = epoch(model, opt, sched, order)
-    assert loss_restarted != loss_uncut
+    if augment == "pil":  # the same weights resumed at the epoch's start instead (an epoch-only checkpoint)
+        _, other = resumed(0)  # are another run
+        assert not all(torch.equal(value, weights[name]) for name, value in other.items())

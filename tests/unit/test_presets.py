@@ -12,6 +12,7 @@ import yaml
 
 from stage_support import params as P
 from stage_support import presets
+from tests.params_keys import validate_file
 
 ROOT = Path(__file__).resolve().parents[2]
 BERT_DIM = 768  # bert-base-uncased hidden size (its CLS embedding)
@@ -37,7 +38,7 @@ def preset_params(tmp_path: Path, name: str) -> Path:
 @pytest.mark.parametrize("name", list(presets.PRESETS))
 def test_every_preset_is_valid_params_and_round_trips_through_its_command_line(tmp_path, name):
     path = preset_params(tmp_path, name)
-    assert P.validate_file(path) == []
+    assert validate_file(path) == []
     loaded = yaml.safe_load(path.read_text())
     for key, value in presets.PRESETS[name][2].items():
         section, *rest = key.split(".")
@@ -50,8 +51,26 @@ def test_every_preset_is_valid_params_and_round_trips_through_its_command_line(t
 def test_docs_list_every_preset_and_unknown_names_get_a_did_you_mean():
     assert presets.markdown() in (ROOT / "docs" / "training.md").read_text(), \
         "docs/training.md is stale: paste python -m stage_support.presets"
+    assert presets.gpu_markdown() in (ROOT / "docs" / "training.md").read_text(), \
+        "docs/training.md is stale: paste the GPU commands of python -m stage_support.presets"
     with pytest.raises(KeyError, match="did you mean 'hico-vit-b16'"):
         presets.arguments("hico-vit-b61")
+
+
+@pytest.mark.parametrize("gpus", presets.GPUS)
+def test_the_paper_batch_trains_exactly_on_1_4_and_8_gpus_with_valid_placement(tmp_path, gpus):
+    from pipeline.training.sampling import split_batch
+
+    path = preset_params(tmp_path, "hico-vit-b16")
+    params = yaml.safe_load(path.read_text())
+    for arg in presets.gpu_arguments(gpus).split(" -S "):
+        key, value = arg.removeprefix("-S ").split("=", 1)
+        params["placement"]["train"][key.rsplit(".", 1)[1]] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(params))
+    where = P.placement("train", path)
+    assert where["use_gpu"] is True and where["num_workers"] == gpus
+    split = split_batch(P.load("train", path)["global_batch"], where["num_workers"], where["micro_batch"])
+    assert split.global_batch == 128 and split.micro_batch <= where["micro_batch"]
 
 
 def _architectures() -> dict[tuple, list[str]]:

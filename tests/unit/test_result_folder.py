@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
@@ -32,26 +31,6 @@ def _detect(out, *extra):
     return ("detect", "photos/", "--model", "no/such/model", "--boxes", "boxes.json", "--out", out, *extra)
 
 
-@pytest.fixture
-def mount(tmp_path):
-    """mount(options) -> a fresh tmpfs folder (skips where mounting is not permitted); unmounted after."""
-    mounted = []
-
-    def make(options: str):
-        where = tmp_path / f"mnt{len(mounted)}"
-        where.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
-                              text=True)
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {done.stderr.strip()}")
-        mounted.append(where)
-        return where
-
-    yield make
-    for where in mounted:
-        subprocess.run(["umount", str(where)], capture_output=True)
-
-
 def test_out_that_is_a_file_fails_in_seconds_with_one_line(tmp_path, capsys):
     (tmp_path / "results").write_text("mine")
     code, err, seconds = _defr(capsys, *_detect(tmp_path / "results"))
@@ -59,8 +38,8 @@ def test_out_that_is_a_file_fails_in_seconds_with_one_line(tmp_path, capsys):
     assert err.strip() == f"defr detect: error: --out {tmp_path / 'results'} is a file, not a folder"
 
 
-def test_out_in_a_read_only_folder_fails_before_any_work(tmp_path, capsys, mount):
-    ro = mount("ro,size=100k")
+def test_out_in_a_read_only_folder_fails_before_any_work(tmp_path, capsys, tmpfs):
+    ro = tmpfs("ro,size=100k")
     code, err, seconds = _defr(capsys, *_detect(ro / "results"))
     assert code == 2 and seconds < 5 and len(err.strip().splitlines()) == 1
     assert f"--out {ro / 'results'}: cannot write in {ro}: Read-only file system" in err
@@ -87,7 +66,7 @@ def test_an_earlier_result_is_refused_unless_overwrite_and_other_files_always(tm
 def test_a_new_result_replaces_the_earlier_one_whole(tmp_path):
     out = tmp_path / "results"
     write_hoi_results(_result({"a": b"old a", "b": b"old b"}, "old"), out)
-    written = write_hoi_results(_result({"c": b"new c"}, "new"), out)
+    written = write_hoi_results(_result({"c": b"new c"}, "new"), out, overwrite=True)
     assert sorted(p.name for p in (out / "pictures").iterdir()) == ["c.png"]        # no old picture mixed in
     assert json.loads((out / "summary.json").read_text())["notes"] == ["new"]
     assert written["summary"] == str(out / "summary.json")
@@ -96,13 +75,13 @@ def test_a_new_result_replaces_the_earlier_one_whole(tmp_path):
     assert sorted(p.name for p in (tmp_path / "cls").iterdir()) == ["classes.json", "contact_sheet.png"]
 
 
-def test_a_full_disk_leaves_no_partial_result_and_names_the_file(tmp_path, mount):
-    small = mount("size=300k")
+def test_a_full_disk_leaves_no_partial_result_and_names_the_file(tmp_path, tmpfs):
+    small = tmpfs("size=300k")
     out = small / "results"
     write_hoi_results(_result({"a": b"old a"}, "old"), out)
     big = os.urandom(400_000)
     with pytest.raises(OutputError) as e:
-        write_hoi_results(_result({"b": b"small", "c": big}, "new"), out)
+        write_hoi_results(_result({"b": b"small", "c": big}, "new"), out, overwrite=True)
     assert f"cannot write {out / 'pictures' / 'c.png'}: No space left on device (the disk is full)" in str(e.value)
     assert sorted(p.name for p in small.iterdir()) == ["results"]                     # temporary removed
     assert json.loads((out / "summary.json").read_text())["notes"] == ["old"]        # the earlier result, whole
@@ -117,3 +96,44 @@ def test_the_writer_itself_never_replaces_a_folder_of_other_files(tmp_path):
     with pytest.raises(OutputError, match="holds other files"):
         write_hoi_results(_result({"a": b"a"}), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
+def test_a_mount_point_as_out_is_refused_before_any_work(tmpfs, capsys):
+    mount = tmpfs("size=100k")   # the root of a filesystem: renaming it would fail (EBUSY) after all the work
+    code, err, seconds = _defr(capsys, *_detect(mount))
+    assert code == 2 and seconds < 5 and len(err.strip().splitlines()) == 1
+    assert f"--out {mount} is a mount point" in err and f"{mount / 'results'}" in err
+    with pytest.raises(OutputError, match="is a mount point"):
+        write_hoi_results(_result({"a": b"a"}), mount)
+
+
+def test_a_result_that_arrives_meanwhile_is_never_replaced_without_overwrite(tmp_path):
+    """Two runs into one --out: both pass the check at the start; the one that ends second must not
+    replace the first one's result (the final rename itself refuses a non-empty folder)."""
+    from pipeline.cli.result_folder import staged
+
+    out = tmp_path / "results"
+    check_out(out)
+    with pytest.raises(OutputError, match="received another result while this run worked"):
+        with staged(out) as late:
+            late.file("summary.json").write_text('{"notes": ["late"]}')
+            write_hoi_results(_result({"a": b"first"}, "first"), out)       # the other run ends first
+    assert json.loads((out / "summary.json").read_text())["notes"] == ["first"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]       # the late run left nothing
+    write_hoi_results(_result({"b": b"second"}, "second"), out, overwrite=True)
+    assert json.loads((out / "summary.json").read_text())["notes"] == ["second"]
+
+
+def test_the_result_folder_has_the_umask_modes_as_stage_outputs_do(tmp_path):
+    from pipeline import storage
+
+    old = os.umask(0o022)
+    try:
+        write_hoi_results(_result({"a": b"a"}), tmp_path / "results")
+        with storage.atomic_path(tmp_path / "stage_output") as tmp:
+            tmp.mkdir()
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"results": 0o755, "stage_output": 0o755}
+    assert (tmp_path / "results" / "pictures").stat().st_mode & 0o777 == 0o755

@@ -19,7 +19,7 @@ from pipeline.rejects import DataLossError
 from pipeline.results import ReadOptions, detect_format, read_detections, read_test_set
 from pipeline.results.detr_lists import RestrictedUnpickler
 from pipeline.results.mat_cells import read_cell_array
-from pipeline.results.writers import write_detr_list, write_mat_cache, write_table
+from tests.result_writers import write_detr_list, write_mat_cache, write_table
 
 VOCAB = hico_vocabulary()
 RIDE_BICYCLE = VOCAB.index("ride", "bicycle")      # 0-based HOI ids

@@ -1,9 +1,10 @@
-"""pipeline.storage's URI layer without a network: schemes, the missing-driver error (for real, with a driver
-that is not installed here), the object-store settings, and how SDK errors are named."""
+"""pipeline.storage's URI layer without a network: schemes, the missing-driver error (for real, with the
+driver hidden from this process: requirements.lock installs every driver), the object-store settings, and how
+SDK errors are named."""
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,10 +19,28 @@ from pipeline.storage.drivers import fsspec_uri, protocol
 from pipeline.storage.errors import translate
 from stages import prepare
 
-AZURE_MISSING = importlib.util.find_spec("adlfs") is None
-GCS_MISSING = importlib.util.find_spec("gcsfs") is None
-needs_no_adlfs = pytest.mark.skipif(not AZURE_MISSING, reason="adlfs is installed: no missing driver to test")
-needs_no_gcsfs = pytest.mark.skipif(not GCS_MISSING, reason="gcsfs is installed: no missing driver to test")
+
+
+@pytest.fixture
+def hide(monkeypatch):
+    """hide(module): for this test the driver is not installed, as Python sees it: ``import adlfs`` raises
+    ImportError and ``importlib.util.find_spec`` finds nothing (a None entry in sys.modules does both), and
+    fsspec has no class of it registered. Undone after the test."""
+    import fsspec  # noqa: F401 (loads fsspec.registry, whose name the package shadows with a read-only view)
+
+    registry = sys.modules["fsspec.registry"]._registry
+
+    def hidden(module: str) -> None:
+        for name in [m for m in sys.modules if m.startswith(f"{module}.")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.setitem(sys.modules, module, None)
+        for scheme, cls in list(registry.items()):
+            if cls.__module__.split(".")[0] == module:
+                monkeypatch.delitem(registry, scheme)
+        with pytest.raises(ImportError):
+            __import__(module)
+
+    return hidden
 
 
 @pytest.mark.parametrize("uri, scheme", [("data/x.parquet", ""), ("/abs/x", ""), ("file:///abs/x", ""),
@@ -39,9 +58,9 @@ def test_dvc_azure_scheme_maps_to_fsspec_az():
     assert storage.join("azure://c", "raw", "/anno.mat") == "azure://c/raw/anno.mat"
 
 
-@needs_no_adlfs
 @pytest.mark.parametrize("uri", ["azure://container/raw/anno.mat", "az://container/x", "abfs://c@acct/x"])
-def test_a_missing_driver_fails_at_once_with_the_pip_command(uri):
+def test_a_missing_driver_fails_at_once_with_the_pip_command(uri, hide):
+    hide("adlfs")
     t0 = time.perf_counter()
     with pytest.raises(storage.DriverMissing) as err:
         storage.open_file(uri)
@@ -51,8 +70,8 @@ def test_a_missing_driver_fails_at_once_with_the_pip_command(uri):
     assert "pip install -e '.[azure]'" in message and "pip install adlfs dvc-azure" in message
 
 
-@needs_no_adlfs
-def test_the_prepare_stage_names_its_param_when_the_root_needs_a_missing_driver(tmp_path):
+def test_the_prepare_stage_names_its_param_when_the_root_needs_a_missing_driver(tmp_path, hide):
+    hide("adlfs")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"prepare": {"root": "azure://team/hico", "hico": {
         "anno": "anno.mat", "hicodet_train": "", "hicodet_test": ""}}}))
@@ -61,8 +80,8 @@ def test_the_prepare_stage_names_its_param_when_the_root_needs_a_missing_driver(
     assert not (tmp_path / "prepared").exists()
 
 
-@needs_no_gcsfs
-def test_a_gcs_cache_without_gcsfs_names_the_gcs_extra():
+def test_a_gcs_cache_without_gcsfs_names_the_gcs_extra(hide):
+    hide("gcsfs")
     with pytest.raises(storage.DriverMissing, match=r"cache: 'gs://team/cache'.*pip install -e '\.\[gcs\]'"):
         EmbeddingCache("gs://team/cache")
 

@@ -1,4 +1,5 @@
-"""DEMO ONLY: the synthetic HICO-format dataset at any size, generated in parallel (``bench scale``).
+"""DEMO ONLY: the synthetic HICO-format dataset at any size, generated in parallel: the data of ``bench scale``
+(bench code, not part of the library).
 
 Same scenes, labels and file formats as :func:`pipeline.demo.scenes.generate`, but the images are drawn in
 chunks by a process pool, each chunk from its own seeded generator, so HICO's size (38,116 train + 9,658
@@ -76,5 +77,5 @@ def generate_large(out_dir: str | Path, n_train: int, n_test: int, seed: int = 0
         summary[split] = {"images": n, "pairs": int(counts.sum()), "classes_present": int((counts > 0).sum())}
     mat["list_action"] = scenes._list_action(vocab)
     scenes.savemat_reproducible(out / "anno.mat", mat)
-    (out / "DEMO_ONLY.txt").write_text("Synthetic data written by pipeline/demo/large.py (bench scale); not HICO.\n")
+    (out / "DEMO_ONLY.txt").write_text("Synthetic data written by bench/large_demo.py (bench scale); not HICO.\n")
     return summary

@@ -1,5 +1,6 @@
-"""Writers of detections in each format ``defr evaluate`` reads: converters between them, and the way the
-tests and ``bench/bench_evaluate_external.py`` write the same detections in every format.
+"""Writers of detections in each format ``defr evaluate`` reads: how the tests and
+``bench/bench_evaluate_external.py`` write the same detections in every format (test and bench code, not
+part of the library).
 
 Boxes go in as the pipeline's continuous [x1, y1, x2, y2] and come out in each format's own convention
 (table and result lists: 1-based annotation boxes; ``.mat``: 0-based pixel indices), exactly inverse to the
