@@ -182,11 +182,38 @@ def die_with_parent(grace: float | None = None) -> None:
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     global _watchdog, _wakeup_fd
     _wakeup_fd = write_fd
-    with contextlib.suppress(OSError):  # without a watchdog the stage still stops when it can
+    try:  # its lines go to the stage's log (our stderr in a console run)
+        log_fd = sys.stderr.fileno()
+    except (OSError, ValueError):
+        log_fd = subprocess.DEVNULL
+    try:
         _watchdog = subprocess.Popen([sys.executable, watchdog.__file__, str(os.getpid()), str(parent), str(read_fd),
                           str(grace)], pass_fds=(read_fd,), start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.PIPE, stderr=log_fd)
+    except OSError as e:  # without a watchdog the stage still stops when it can
+        logging.getLogger(__name__).warning("no watchdog (%s): a killed stage will not get its last good outputs "
+                                            "back", e)
+    else:
+        _await_watchdog(_watchdog)
     os.close(read_fd)
+
+
+WATCHDOG_START_S = 60.0  # a loaded machine's Python start; the stage goes on without it after this
+
+
+def _await_watchdog(proc) -> None:
+    """Waits until the watchdog holds this stage (it writes :data:`watchdog.READY` on its stdout), so a stage
+    killed right after it starts is still one the watchdog saw alive; says so in the log when it does not."""
+    import select
+
+    from stage_support import watchdog
+
+    ready, _, _ = select.select([proc.stdout], [], [], WATCHDOG_START_S)
+    line = proc.stdout.readline() if ready else b""
+    proc.stdout.close()
+    if line.strip() != watchdog.READY:
+        logging.getLogger(__name__).warning("the watchdog did not start within %.0f s (exit %s): a killed stage "
+                                            "may not get its last good outputs back", WATCHDOG_START_S, proc.poll())
 
 
 _wakeup_fd = -1  # the write end of the pipe the watchdog reads (signal numbers, and watchdog.FINISHED)

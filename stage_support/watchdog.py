@@ -16,14 +16,19 @@ raylet dies), and when the parent dies, or a signal arrived and GRACE_S passed, 
 and that list. When the stage ends by itself, the watchdog stops whatever
 the stage left behind and exits. A stage that did not end through its console's exit path (it was
 killed) gets the outputs of its last good run put back (:mod:`stage_support.last_good`), as a failing stage
-does for itself.
+does for itself, and the watchdog says so in the stage's log (its stderr). The stage waits for the
+watchdog's :data:`READY` line on its stdout before it starts its work, so even a stage killed in its first
+second was seen alive; a kill can land between any two lines of the loop, so every question about the
+stage treats "no such process" as "it ended".
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import sys
 import time
+import traceback
 
 POLL_S = 0.5
 STOP_SIGNALS = {1, 2, 15}  # SIGHUP, SIGINT, SIGTERM: the wake-up fd carries every handled signal's number
@@ -67,6 +72,17 @@ def keep_last_good() -> str:
         return f"could not put back the last good results ({type(e).__name__}: {e})"
 
 
+def _ended(stage) -> bool:
+    """The stage is dead or a zombie. Every question about a process that can be killed between two lines
+    of this loop may raise: a kill that lands mid-turn must not end the watchdog instead."""
+    import psutil
+
+    try:
+        return not stage.is_running() or stage.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
 def _gone(stage, parent_pid: int) -> bool:
     """``dvc repro`` (PARENT_PID) is no longer above the stage: dead, or the stage was re-parented."""
     import psutil
@@ -100,24 +116,43 @@ def _drain(fd: int) -> bytes:
     return data
 
 
-def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> None:
+READY = b"watching"  # the watchdog's one line on stdout, once it holds the stage (console._await_watchdog)
+
+
+def _ready() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.buffer.write(READY + b"\n")
+        sys.stdout.close()
+
+
+def _log(line: str) -> None:
+    """One line in the stage's log (the watchdog's stderr, console.die_with_parent): a killed stage says nothing
+    itself, so this is where the user reads what happened to its outputs."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} stage_support.watchdog {line}", file=sys.stderr, flush=True)
+
+
+def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_ready=lambda: None) -> None:
+    """Watches the stage until it ends (see the module's doc); ``on_ready()`` once it holds the stage."""
     import psutil
 
     finished = False  # the stage said it ended through its console's exit path (outputs in order)
     try:
         stage = psutil.Process(stage_pid)
     except psutil.Error:  # gone before this process got going (killed at once?): what did it say?
+        on_ready()
         if FINISHED not in _drain(signal_fd):
-            keep_last_good()
+            _log(f"the stage (pid {stage_pid}) was gone at once: {keep_last_good() or 'nothing to put back'}")
         return
+    on_ready()
     known: dict = {}
     deadline = None
     while True:
-        if not stage.is_running() or stage.status() == psutil.STATUS_ZOMBIE:
+        if _ended(stage):
             _kill(known)  # what the stage left behind (a local Ray's agents)
             # Its last words may still be in the pipe: read them before deciding.
             if not finished and FINISHED not in _drain(signal_fd):  # killed (SIGKILL): DVC removed its outputs
-                keep_last_good()
+                _log(f"the stage (pid {stage_pid}) ended without finishing: {keep_last_good() or 'nothing to put back'}")
             return
         for proc in _processes(stage):
             if proc.pid == os.getpid():  # the watchdog is the stage's child too
@@ -128,8 +163,9 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> No
                 pass
         if deadline is None and _gone(stage, parent_pid):
             deadline = time.monotonic() + grace_s
-            if stage.ppid() != parent_pid:  # a shell stands between: no PR_SET_PDEATHSIG came, ask now
-                _terminate(stage)
+            with contextlib.suppress(psutil.Error):  # killed since _ended: the next turn sees it
+                if stage.ppid() != parent_pid:  # a shell stands between: no PR_SET_PDEATHSIG came, ask now
+                    _terminate(stage)
         ready, _, _ = select.select([signal_fd], [], [], POLL_S) if signal_fd >= 0 else ([], [], time.sleep(POLL_S))
         if ready:
             received = os.read(signal_fd, 64)
@@ -140,10 +176,15 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float) -> No
                 deadline = time.monotonic() + grace_s
         if deadline is not None and time.monotonic() > deadline:
             _kill(known)
-            keep_last_good()  # nobody to tell: the stage's own exit path reports what it can
+            _log(f"killed the stage (pid {stage_pid}) and {len(known) - 1} processes it started after the grace "
+                 f"of {grace_s:g} s: {keep_last_good() or 'nothing to put back'}")
             return
 
 
 if __name__ == "__main__":  # run as a script (console.die_with_parent): the project root makes stage_support importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    watch(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    try:
+        watch(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), on_ready=_ready)
+    except BaseException:  # noqa: BLE001 - the stage's log, not a lost stderr, gets the reason
+        _log("failed:\n" + traceback.format_exc())
+        raise

@@ -173,4 +173,7 @@ def test_a_killed_run_keeps_the_last_good_outputs(repo, kill):
     deadline = time.monotonic() + 180  # a busy machine: the watchdog's restore waits its turn
     while time.monotonic() < deadline and (outputs(repo) != good or psutil.pid_exists(stage_pid)):
         time.sleep(0.3)
-    assert outputs(repo) == good
+    log = (repo / "logs" / "toy.log").read_text(errors="replace")
+    assert outputs(repo) == good, f"{kill}: the stage's log ends with:\n{log[-3000:]}"
+    if kill == "stage SIGKILL":  # the stage says nothing: its log tells what the watchdog did
+        assert f"the stage (pid {stage_pid})" in log and "kept the last good results" in log, log[-3000:]

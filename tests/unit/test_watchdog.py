@@ -114,3 +114,31 @@ def test_a_reused_pid_is_not_killed():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_kill_that_lands_mid_turn_ends_the_watch_and_does_not_crash_it(monkeypatch, tmp_path):
+    """The stage is killed (and reaped) between the watchdog's alive check and its questions about the stage's
+    parent: every later question raises NoSuchProcess. The watchdog must still see the stage ended (and put
+    the outputs back), not die of the exception. The kill is placed there by wrapping ``_processes``, the call
+    between the two; the processes and psutil are real."""
+    stage = subprocess.Popen(["sleep", "300"])
+    held = psutil.Process(stage.pid)
+    calls = []
+    real = watchdog._processes
+
+    def kill_mid_turn(root):
+        if not calls:
+            stage.kill()
+            stage.wait()  # reaped: /proc/<pid> is gone
+        calls.append(root.pid)
+        return real(root)
+
+    monkeypatch.setattr(watchdog, "_processes", kill_mid_turn)
+    restored = []
+    monkeypatch.setattr(watchdog, "keep_last_good", lambda: restored.append(True) or "")
+    try:
+        watchdog.watch(held.pid, os.getpid(), -1, 60.0)  # our pid as the parent: not above the stage, "gone"
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+    assert calls == [stage.pid] and restored == [True]
