@@ -80,7 +80,9 @@ build_mmcv() {
   local start=$SECONDS src
   "$PY" -m pip install -q 'setuptools<81' wheel ninja
   src=$(mktemp -d)
-  trap 'rm -rf "$src" "$dir.tmp"' EXIT
+  # Expanded now: the trap runs when step's subshell exits, after this function's locals are gone (set -u
+  # made a late "$src" an error that failed a build that had succeeded).
+  trap "rm -rf $(printf '%q ' "$src" "$dir.tmp")" EXIT
   "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$src"
   tar -xzf "$src/mmcv-$MMCV_VERSION.tar.gz" -C "$src"
   grep -q -- '-std=c++17' "$src/mmcv-$MMCV_VERSION/setup.py" || {

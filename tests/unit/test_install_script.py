@@ -70,3 +70,47 @@ def test_step_lines_give_minutes_for_long_steps():
     out = subprocess.run(["bash", "-c", f"source {SCRIPTS / 'install_steps.sh'}; duration 646; duration 14"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["646 s (10 min 46 s)", "14 s"]
+
+
+# A stand-in for the venv's python that plays pip for install_mmdet.sh (the real build takes 10-20 minutes; it
+# runs from an empty cache in the fresh-home check of make test): it serves an mmcv sdist whose setup.py has
+# the flag the script patches, "builds" a wheel, and imports the stack once that wheel was installed. What is
+# under test is the script's own flow: the step lines, the cleanup when the step's subshell exits, the cache.
+PLAYS_PIP = r'''#!/usr/bin/env bash
+state="$(dirname "$0")/installed"
+[ "$1" = - ] && { cat >/dev/null; echo py311-torch2.14.1-cpu; exit 0; }  # the script's flavour probe
+case "$1 $2 $3" in
+  "-m pip download")
+    for a in "$@"; do [ "$prev" = -d ] && out=$a; prev=$a; done
+    work=$(mktemp -d); mkdir -p "$work/mmcv-2.1.0" "$out"
+    echo "extra_compile_args = ['-std=c++17']" > "$work/mmcv-2.1.0/setup.py"
+    tar -czf "$out/mmcv-2.1.0.tar.gz" -C "$work" mmcv-2.1.0; rm -rf "$work" ;;
+  "-m pip wheel")
+    for a in "$@"; do [ "$prev" = -w ] && out=$a; prev=$a; done
+    grep -q -- -std=c++20 setup.py || { echo "setup.py not patched" >&2; exit 1; }
+    mkdir -p "$out"; touch "$out/mmcv-2.1.0-cp311-cp311-linux_x86_64.whl" ;;
+  "-m pip install") case "$*" in *mmcv-2.1.0-*.whl*) touch "$state" ;; esac ;;
+  *) [ "$1" = -c ] && [ -f "$state" ] && { echo "mmdet stack OK: 2.1.0 0.10.7 3.3.0"; exit 0; }; exit 1 ;;
+esac
+'''
+
+
+def test_a_build_from_an_empty_cache_succeeds_cleans_up_and_is_cached(tmp_path):
+    py = tmp_path / "bin" / "python"
+    py.parent.mkdir()
+    py.write_text(PLAYS_PIP)
+    py.chmod(0o755)
+    cache = tmp_path / "wheels"
+    env = {"DEFR_LOG_DIR": str(tmp_path / "logs"), "DEFR_WHEEL_CACHE": str(cache), "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    out = _run("install_mmdet.sh", str(py), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"install: mmcv 2\.1\.0 built from source \(py311-torch2\.14\.1-cpu\) .*\.\.\. \d+ s", out.stdout)
+    assert "of it the mmcv build (cached for later installs" in out.stdout
+    built = cache / "mmcv-2.1.0-py311-torch2.14.1-cpu"
+    assert [p.name for p in built.glob("*.whl")] == ["mmcv-2.1.0-cp311-cp311-linux_x86_64.whl"]
+    assert (built / "BUILD_TIME.txt").is_file()
+    assert not list((tmp_path / "tmp").iterdir()) and not built.with_name(built.name + ".tmp").exists()
+    (py.parent / "installed").unlink()  # a new venv: the cached wheel, no build
+    again = _run("install_mmdet.sh", str(py), env=env)
+    assert again.returncode == 0 and "the cached wheel" in again.stdout and "built from source" not in again.stdout
