@@ -132,6 +132,11 @@ def _log(line: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} stage_support.watchdog {line}", file=sys.stderr, flush=True)
 
 
+def _put_back(what: str) -> None:
+    """The last good outputs back, and one line in the stage's log saying why and what."""
+    _log(f"{what}: {keep_last_good() or 'nothing to put back'}")
+
+
 def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_ready=lambda: None) -> None:
     """Watches the stage until it ends (see the module's doc); ``on_ready()`` once it holds the stage."""
     import psutil
@@ -142,7 +147,7 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
     except psutil.Error:  # gone before this process got going (killed at once?): what did it say?
         on_ready()
         if FINISHED not in _drain(signal_fd):
-            _log(f"the stage (pid {stage_pid}) was gone at once: {keep_last_good() or 'nothing to put back'}")
+            _put_back(f"the stage (pid {stage_pid}) was gone at once")
         return
     on_ready()
     known: dict = {}
@@ -152,7 +157,7 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
             _kill(known)  # what the stage left behind (a local Ray's agents)
             # Its last words may still be in the pipe: read them before deciding.
             if not finished and FINISHED not in _drain(signal_fd):  # killed (SIGKILL): DVC removed its outputs
-                _log(f"the stage (pid {stage_pid}) ended without finishing: {keep_last_good() or 'nothing to put back'}")
+                _put_back(f"the stage (pid {stage_pid}) ended without finishing")
             return
         for proc in _processes(stage):
             if proc.pid == os.getpid():  # the watchdog is the stage's child too
@@ -176,8 +181,8 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
                 deadline = time.monotonic() + grace_s
         if deadline is not None and time.monotonic() > deadline:
             _kill(known)
-            _log(f"killed the stage (pid {stage_pid}) and {len(known) - 1} processes it started after the grace "
-                 f"of {grace_s:g} s: {keep_last_good() or 'nothing to put back'}")
+            _put_back(f"killed the stage (pid {stage_pid}) and {len(known) - 1} processes it started after the grace "
+                      f"of {grace_s:g} s")
             return
 
 
