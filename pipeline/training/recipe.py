@@ -213,27 +213,37 @@ def data_wait_warning(data_wait: float, processes: int, idle_cpus: int) -> str |
 
 class PreemptionWatch:
     """``on_step`` of :func:`train_epoch` in a Ray Train worker: every :data:`NOTICE_EVERY` optimizer
-    steps, all workers ask :func:`ray.train.get_preemption_info` (a barrier: every rank calls it equally
-    often, which equal shares guarantee); on the run's first notice, every rank reports and rank 0 saves a
-    checkpoint of the epoch so far (weights, optimizer, scheduler, the loss sum of all ranks)."""
+    steps, all workers sum their epoch's loss so far (one torch collective) and then ask
+    :func:`ray.train.get_preemption_info` (a barrier: every rank calls it equally often, which equal shares
+    guarantee); on the run's first notice each rank that got it reports, rank 0 with a checkpoint of the
+    epoch so far (weights, optimizer, scheduler, the loss sum of all ranks).
 
-    def __init__(self, save, rank: int, accumulation: int = 1, every: int = NOTICE_EVERY):
+    The sum comes BEFORE the question, and nothing after the answer waits for another rank: once Ray Train
+    sees the notice it relaxes that barrier to the ranks that stay (``relax_collectives_on_preemption``),
+    so rank 0 can get the notice alone while a reclaimed rank that arrives later waits in the barrier
+    until the node goes. A collective after the answer would hold rank 0 there too, and the checkpoint
+    would never be written (seen on a busy machine: the epoch restarted from its first batch)."""
+
+    def __init__(self, save, rank: int, accumulation: int = 1, every: int = NOTICE_EVERY, ask=None):
         self.save, self.rank, self.accumulation, self.every = save, rank, accumulation, every
+        self.ask = ask  # the notice's source; None: ray.train.get_preemption_info
         self.optimizer_steps = 0
         self.saved = False  # once per worker group: Ray Train restarts it when the node goes
 
     def __call__(self, epoch: int, steps_done: int, loss_sum: torch.Tensor, count: int) -> None:
-        import ray.train
-
         self.optimizer_steps += 1
         if self.saved or self.optimizer_steps % self.every:
-            return
-        notice = ray.train.get_preemption_info()
-        if notice is None:
             return
         stats = torch.stack([loss_sum.detach().clone(), torch.tensor(float(count), device=loss_sum.device)])
         if torch.distributed.is_initialized():
             torch.distributed.all_reduce(stats)  # rank 0's checkpoint carries the whole epoch's loss so far
+        if self.ask is None:
+            import ray.train
+
+            self.ask = ray.train.get_preemption_info
+        notice = self.ask()
+        if notice is None:
+            return
         if self.rank == 0:
             deadline = ("no deadline" if notice.deadline_ms is None
                         else f"{notice.deadline_ms / 1000 - time.time():.0f} s left")
