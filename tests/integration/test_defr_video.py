@@ -47,7 +47,7 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_a_clip_with_a_boxes_table_gives_per_frame_results_and_an_annotated_video(shared_photos, tmp_path, capsys):
     photo = Image.open(shared_photos / "person.jpg").convert("RGB")
     with av.open(str(tmp_path / "clip.mp4"), "w") as c:   # 24 frames at 12 fps: a crop that pans slowly

@@ -19,7 +19,7 @@ from tests.dvc_project import clone_project, dvc, edit_params, env
 GRACE_S = "5"
 
 # the session's pipeline run (the pipeline_run fixture) counts against the first test that asks for it
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def descendants(pid: int) -> set[int]:

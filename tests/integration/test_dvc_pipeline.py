@@ -17,7 +17,7 @@ from stage_support.schema import PLACEMENT
 from tests.dvc_project import UP_TO_DATE, clone_project, dvc, edit_params, ran_stages, restore
 
 # the session's pipeline run (the pipeline_run fixture) counts against the first test that asks for it
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 SECTION = {"generate_demo": "demo"}
 
 

@@ -19,7 +19,7 @@ import yaml
 from tests.dvc_project import UP_TO_DATE, clone_project, commit_all, dvc, run
 
 # the session's pipeline run (the pipeline_run fixture) counts against the first test that asks for it
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def tracked_outputs(repo: Path) -> dict[str, bool]:

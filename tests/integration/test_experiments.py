@@ -26,7 +26,7 @@ from tests.dvc_project import clone_project, dvc, env
 
 # Each test's own bound (setup included: the session's pipeline run may happen inside the first): a hung
 # experiment fails the test here, never at CI's limit.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 LIVE = "logs/live/train/metrics.json"  # dvc.yaml's top-level metrics: the train stage's DVCLive summary
 DVC = str(Path(sys.executable).parent / "dvc")
 

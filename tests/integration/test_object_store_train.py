@@ -69,7 +69,7 @@ def own_ray():
     fresh_ray()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_two_workers_survive_a_killed_worker_from_a_bucket_and_match_an_uncut_local_run(
         s3, prepared_demo, tmp_path, monkeypatch, own_ray):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.smoke  # make test-fast: predict (starts the Ray the next smoke tests reuse)
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_scores_every_test_image_like_the_model_itself(prepared_demo, tmp_path):
     text = np.random.default_rng(0).normal(size=(600, 32)).astype(np.float32)
     model = build_model(ModelConfig(image_size=48, metadata={"demo_only": True}), text).eval()

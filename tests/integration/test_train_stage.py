@@ -80,7 +80,7 @@ def test_bad_text_embeddings_are_named(prepared_demo, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_a_ray_tune_sweep_runs_one_train_run_per_grid_point(prepared_demo, tmp_path):
     emb = write_text_embeddings(prepared_demo, tmp_path / "text_embeddings.parquet")
     write_params(tmp_path / "params.yaml", {"epochs": 1}, storage_path=str(tmp_path / "runs"), num_workers=1)
@@ -101,7 +101,7 @@ def _tsv(path):
 
 
 @pytest.mark.smoke  # make test-fast: train (one Ray Train worker, three short epochs)
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_one_worker_exports_a_model_that_names_its_classes_and_shows_each_epoch_live(prepared_demo, shared_ray,
                                                                                      tmp_path):
     """The train stage end to end at its smallest, as DVC runs it (a process of its own joining the one Ray

@@ -39,7 +39,7 @@ BIN = Path(sys.executable).parent
 
 # Each test's bound: the module's cluster starts inside the first test, a third node inside the last, each start
 # retried on a busy machine (START_ATTEMPTS x START_TIMEOUT_S at worst), plus the training runs.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 
@@ -100,7 +100,7 @@ sys.argv[0] = "ray"
 sys.exit(main())
 """
 NODE_REGISTER_S = 150  # a node's registration, instead of Ray's 30 s
-START_ATTEMPTS = 2     # `ray start` of one node, each attempt from scratch with fresh ports
+START_ATTEMPTS = 3     # `ray start` of one node, each attempt from scratch with fresh ports
 START_TIMEOUT_S = 240  # one attempt, whatever Ray does inside it
 
 
