@@ -66,7 +66,11 @@ class ImageDataset(torch.utils.data.Dataset):
         if isinstance(key, tuple):
             r, seed = int(key[0]), int(key[1])
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # The CPU generator alone (what the transform draws from): torch.manual_seed would also queue a
+                # seed for CUDA, formatting the caller's whole stack each time (in a Ray Train worker a sixth
+                # of the demo's training step time), and on a GPU process reseed the device's generator,
+                # which fork_rng(devices=[]) does not put back.
+                torch.default_generator.manual_seed(seed)
                 image = self._image(r)
         else:
             r = int(self.indices[key])

@@ -5,7 +5,9 @@ runs. DVC runs for real through its CLI on a clone of the session's shrunken pip
 running stages again. The exact key list of each stage is tests/unit/test_dvc_yaml.py's."""
 from __future__ import annotations
 
+import compileall
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -101,6 +103,23 @@ def test_nothing_changed_runs_nothing(project, record_property):
     again = dvc("repro", cwd=project)
     record_property("dvc_repro_noop_s", round(time.perf_counter() - start, 2))
     assert ran_stages(again) == set(), again.stdout[-2000:]
+
+
+def test_bytecode_caches_in_code_folders_change_nothing(project):
+    """Python's __pycache__ beside the sources of a folder dependency (pipeline/demo, pipeline/report, ...) is
+    not a change: with or without PYTHONDONTWRITEBYTECODE, the same sources give the same lock (.dvcignore)."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    folders = {dep["path"] for stage in lock["stages"].values() for dep in stage.get("deps", [])
+               if "nfiles" in dep and list((project / dep["path"]).glob("*.py"))}
+    assert {"pipeline/demo", "pipeline/report"} <= folders
+    for folder in folders:
+        assert compileall.compile_dir(str(project / folder), quiet=1, force=True)
+        assert list((project / folder).glob("__pycache__/*.pyc")), folder
+    try:
+        assert UP_TO_DATE in dvc("status", cwd=project).stdout
+    finally:
+        for folder in folders:
+            shutil.rmtree(project / folder / "__pycache__", ignore_errors=True)
 
 
 def test_placement_knobs_rerun_nothing(project):

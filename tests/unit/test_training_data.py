@@ -92,6 +92,19 @@ def test_samples_carry_targets_and_augmented_images(tmp_path):
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def test_a_training_sample_seeds_the_cpu_generator_alone(tmp_path, monkeypatch):
+    """No device generator is reseeded per sample: torch.manual_seed would queue a CUDA seed (with the
+    caller's formatted stack: a sixth of a Ray Train worker's step on the CPU demo) or, in a GPU process,
+    reset the device's generator outside what fork_rng puts back."""
+    uris, _, targets = split_samples(_images(tmp_path), "train", 600, "ignore", "ignore")
+    draws = []
+    ds = ImageDataset(uris, targets, lambda image: draws.append(torch.rand(3)) or image)
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    ds[(0, 5)]
+    assert reseeded == [] and torch.equal(draws[0], torch.rand(3, generator=torch.Generator().manual_seed(5)))
+
+
 def test_label_out_of_range_and_empty_split_are_named(tmp_path):
     with pytest.raises(ValueError, match="image_id 1.*700"):
         split_samples(_images(tmp_path, hois=(3, 700)), "val", 600, "negative", "negative")
