@@ -374,6 +374,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         state.update(epoch=epoch, step=steps_done, partial_loss=partial_loss)
         # not an epoch: launcher.forwarded_reports leaves it out of the live metrics
         report_checkpoint({"epoch": epoch, "preemption_checkpoint_step": steps_done, HOLDS_BEST: 0})
+        if rank == 0:  # report() returns once the checkpoint is on storage: the node may go from here on
+            print(f"[defr] preemption checkpoint saved at epoch {epoch} batch {steps_done * w.split.accumulation}: "
+                  "the restarted workers resume there", flush=True)
 
     watch = PreemptionWatch(save_on_notice, rank, w.split.accumulation)
     for epoch in range(int(state["epoch"]), cfg["epochs"]):
