@@ -153,7 +153,9 @@ def die_with_parent(grace: float | None = None) -> None:
 
     Linux delivers SIGTERM to us when the parent dies (``PR_SET_PDEATHSIG``), and the watchdog does when
     dvc dies above a shell that stays (dash's ``sh -c``); a signal handled in Python stops a responsive
-    main thread at once (Ray shuts down, temp files are removed). A stuck one (C code holding the GIL) is
+    main thread at once (Ray shuts down, temp files are removed); one that lands just before the main thread
+    enters a blocking call is taken when the watchdog sends SIGTERM again (``watchdog.RESEND_S``). A stuck
+    one (C code holding the GIL) is
     ended by the watchdog process (:mod:`stage_support.watchdog`): it notices the parent's death, or reads the
     signal from the wake-up fd the C-level handler writes, waits ``grace`` seconds (``DEFR_STOP_GRACE_S``,
     default 15) and then SIGKILLs the stage and every process it started. The next ``dvc repro`` resumes
@@ -230,9 +232,14 @@ def _end(code: int) -> None:
         line = watchdog.keep_last_good()
         if line:
             say(line)
+    _tell_watchdog(watchdog.FINISHED)
+
+
+def _tell_watchdog(word: bytes) -> None:
+    """One of the watchdog's words (``watchdog.STOPPING``, ``watchdog.FINISHED``) on the pipe it reads."""
     with contextlib.suppress(OSError):
         if _wakeup_fd >= 0:
-            os.write(_wakeup_fd, watchdog.FINISHED)
+            os.write(_wakeup_fd, word)
 
 
 def _shutdown_ray(timeout: float = 20.0) -> None:
@@ -279,16 +286,20 @@ def run(main: Callable[[], object], stage: str) -> None:
     import tqdm as _tqdm  # our bars draw on the terminal; Hugging Face's are off (above)
     _tqdm.tqdm.__init__ = functools.partialmethod(_tqdm.tqdm.__init__, file=_console)
     die_with_parent()
+    from stage_support import watchdog
+
     start = time.perf_counter()
     code = 0
     try:
         main()
         say(f"done in {time.perf_counter() - start:.0f} s (log: {path})")
     except (KeyboardInterrupt, SystemExit) as e:
+        _tell_watchdog(watchdog.STOPPING)  # first: it sends SIGTERM again to a stage that has not taken it
         code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
         if code:
             say(f"stopped ({type(e).__name__}); log: {path}")
     except BaseException as e:  # noqa: BLE001 - every failure ends with a readable line and the log's path
+        _tell_watchdog(watchdog.STOPPING)
         sys.stderr.write(mask(traceback.format_exc()))
         message = str(e).strip() or type(e).__name__
         say(f"FAILED: {type(e).__name__}: {message}")

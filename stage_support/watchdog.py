@@ -57,6 +57,14 @@ def _kill(known: dict) -> None:
 # What the stage writes on the pipe when it ends through its console's exit path with its outputs in order
 # (stage_support/console.py): a byte no signal number takes (signals are 1-64).
 FINISHED = b"\0"
+# What it writes when its main thread has taken a stop signal and runs its exit path (stops Ray, says why).
+STOPPING = b"\xfe"
+# A stop signal that lands in the instant before the main thread enters a blocking call (a sleep, a wait on a
+# socket) has its Python handler queued but not run, and the call is not interrupted: the stage would sit
+# there until the grace ends. So when STOPPING has not come this long after a stop signal, the watchdog sends
+# one SIGTERM more: it interrupts the call and the queued handler runs. Not sooner: a second signal while
+# the exit path runs would cut it short.
+RESEND_S = 3.0
 
 
 def keep_last_good() -> str:
@@ -142,6 +150,8 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
     import psutil
 
     finished = False  # the stage said it ended through its console's exit path (outputs in order)
+    stopping = False  # the stage said its main thread runs its exit path
+    resend_at = None  # when to send the one more SIGTERM of RESEND_S
     try:
         stage = psutil.Process(stage_pid)
     except psutil.Error:  # gone before this process got going (killed at once?): what did it say?
@@ -175,10 +185,18 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
         if ready:
             received = os.read(signal_fd, 64)
             finished = finished or FINISHED in received
+            stopping = stopping or STOPPING in received
             if not received:  # the stage closed its end: it is exiting
                 signal_fd = -1
             elif deadline is None and STOP_SIGNALS & set(received):
                 deadline = time.monotonic() + grace_s
+                resend_at = time.monotonic() + RESEND_S
+        if resend_at is not None and time.monotonic() > resend_at:
+            resend_at = None
+            if not (stopping or finished):
+                _log(f"the stage (pid {stage_pid}) has not taken its stop signal after {RESEND_S:g} s: sending SIGTERM "
+                     "again")
+                _terminate(stage)
         if deadline is not None and time.monotonic() > deadline:
             _kill(known)
             _put_back(f"killed the stage (pid {stage_pid}) and {len(known) - 1} processes it started after the grace "

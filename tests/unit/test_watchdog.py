@@ -50,8 +50,8 @@ def until(condition, seconds: float) -> bool:
 def stage_and_watchdog(request):
     """Starts the stand-in stage (living ``request.param`` seconds) and a watchdog on it with a pipe as its
     signal fd; yields (stage, child pid, watchdog, write end of the pipe); ends whatever is left."""
-    lives, grace = request.param
-    stage = subprocess.Popen([sys.executable, "-c", STAGE, str(lives)], stdout=subprocess.PIPE, text=True)
+    lives, grace, script = (*request.param, STAGE)[:3]
+    stage = subprocess.Popen([sys.executable, "-c", script, str(lives)], stdout=subprocess.PIPE, text=True)
     child = int(stage.stdout.readline())
     read_fd, write_fd = os.pipe()
     dog = subprocess.Popen([sys.executable, str(ROOT / "stage_support" / "watchdog.py"), str(stage.pid), str(os.getpid()),
@@ -81,6 +81,39 @@ def test_after_a_stop_signal_the_grace_passes_then_the_stage_and_its_child_are_k
     assert stage.returncode == -signal.SIGKILL and 3.0 <= waited < 15, (stage.returncode, waited)
     assert until(lambda: not running(child), 5), "the stage's child still runs"
     assert dog.wait(10) == 0
+
+
+# A stand-in stage whose first SIGTERM is lost, as one that lands just before the main thread enters a
+# blocking call (its handler queued, the call not interrupted): it stops (exit 0) at the second.
+LOSES_THE_FIRST_SIGTERM = """
+import signal, subprocess, sys, time
+child = subprocess.Popen(["sleep", "300"])
+print(child.pid, flush=True)
+seen = []
+signal.signal(signal.SIGTERM, lambda *_: seen.append(1) if not seen else sys.exit(0))
+time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("stage_and_watchdog", [(300, 60.0, LOSES_THE_FIRST_SIGTERM)], indirect=True)
+def test_a_stop_signal_the_stage_has_not_taken_is_sent_again(stage_and_watchdog):
+    stage, child, dog, write_fd = stage_and_watchdog
+    stage.send_signal(signal.SIGTERM)              # lost
+    os.write(write_fd, bytes([signal.SIGTERM]))
+    sent = time.monotonic()
+    assert until(lambda: stage.poll() is not None, 30), "the stage was never sent its stop signal again"
+    waited = time.monotonic() - sent
+    assert stage.returncode == 0 and watchdog.RESEND_S <= waited < 30, (stage.returncode, waited)
+    assert dog.wait(10) == 0
+
+
+@pytest.mark.parametrize("stage_and_watchdog", [(300, 60.0, LOSES_THE_FIRST_SIGTERM)], indirect=True)
+def test_a_stage_that_runs_its_exit_path_gets_no_second_signal(stage_and_watchdog):
+    stage, child, dog, write_fd = stage_and_watchdog
+    stage.send_signal(signal.SIGTERM)
+    os.write(write_fd, bytes([signal.SIGTERM]) + watchdog.STOPPING)  # the console's word: it took the signal
+    time.sleep(watchdog.RESEND_S + 4 * watchdog.POLL_S)
+    assert stage.poll() is None, "a second SIGTERM cut the stage's exit path short"
 
 
 @pytest.mark.parametrize("stage_and_watchdog", [(300, 60.0)], indirect=True)
