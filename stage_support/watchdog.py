@@ -151,7 +151,7 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
 
     finished = False  # the stage said it ended through its console's exit path (outputs in order)
     stopping = False  # the stage said its main thread runs its exit path
-    resend_at = None  # when to send the one more SIGTERM of RESEND_S
+    resent = False  # the one more SIGTERM of RESEND_S went out
     try:
         stage = psutil.Process(stage_pid)
     except psutil.Error:  # gone before this process got going (killed at once?): what did it say?
@@ -161,7 +161,7 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
         return
     on_ready()
     known: dict = {}
-    deadline = None
+    stop_at = None  # when the stop began: a stop signal arrived, or dvc went
     while True:
         if _ended(stage):
             _kill(known)  # what the stage left behind (a local Ray's agents)
@@ -176,8 +176,8 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
                 known.setdefault((proc.pid, proc.create_time()), proc)
             except psutil.Error:
                 pass
-        if deadline is None and _gone(stage, parent_pid):
-            deadline = time.monotonic() + grace_s
+        if stop_at is None and _gone(stage, parent_pid):
+            stop_at = time.monotonic()
             with contextlib.suppress(psutil.Error):  # killed since _ended: the next turn sees it
                 if stage.ppid() != parent_pid:  # a shell stands between: no PR_SET_PDEATHSIG came, ask now
                     _terminate(stage)
@@ -188,16 +188,15 @@ def watch(stage_pid: int, parent_pid: int, signal_fd: int, grace_s: float, on_re
             stopping = stopping or STOPPING in received
             if not received:  # the stage closed its end: it is exiting
                 signal_fd = -1
-            elif deadline is None and STOP_SIGNALS & set(received):
-                deadline = time.monotonic() + grace_s
-                resend_at = time.monotonic() + RESEND_S
-        if resend_at is not None and time.monotonic() > resend_at:
-            resend_at = None
-            if not (stopping or finished):
-                _log(f"the stage (pid {stage_pid}) has not taken its stop signal after {RESEND_S:g} s: sending SIGTERM "
-                     "again")
-                _terminate(stage)
-        if deadline is not None and time.monotonic() > deadline:
+            elif stop_at is None and STOP_SIGNALS & set(received):
+                stop_at = time.monotonic()
+        if stop_at is None:
+            continue
+        if not (resent or stopping or finished) and time.monotonic() > stop_at + RESEND_S:
+            resent = True
+            _log(f"the stage (pid {stage_pid}) has not taken its stop signal after {RESEND_S:g} s: sending SIGTERM again")
+            _terminate(stage)
+        if time.monotonic() > stop_at + grace_s:
             _kill(known)
             _put_back(f"killed the stage (pid {stage_pid}) and {len(known) - 1} processes it started after the grace "
                       f"of {grace_s:g} s")

@@ -107,6 +107,29 @@ def test_a_stop_signal_the_stage_has_not_taken_is_sent_again(stage_and_watchdog)
     assert dog.wait(10) == 0
 
 
+def test_a_stop_signal_the_stage_has_not_taken_is_sent_again_when_its_dvc_is_gone(tmp_path):
+    """dvc died above a shell that stays: the watchdog sends the SIGTERM itself (lost here), then once more."""
+    dvc = subprocess.Popen(["true"])
+    dvc.wait()                                     # a dead dvc: the stage is no longer below it
+    stage = subprocess.Popen([sys.executable, "-c", LOSES_THE_FIRST_SIGTERM, "300"], stdout=subprocess.PIPE, text=True)
+    child = int(stage.stdout.readline())
+    read_fd, write_fd = os.pipe()
+    dog = subprocess.Popen([sys.executable, str(ROOT / "stage_support" / "watchdog.py"), str(stage.pid), str(dvc.pid),
+                            str(read_fd), "60"], pass_fds=[read_fd])
+    os.close(read_fd)
+    try:
+        assert until(lambda: stage.poll() is not None, 30), "the stage was never sent its stop signal again"
+        assert stage.returncode == 0, stage.returncode
+        assert dog.wait(10) == 0
+    finally:
+        os.close(write_fd)
+        for proc in (dog, stage):
+            if proc.poll() is None:
+                proc.kill()
+        if running(child):
+            os.kill(child, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("stage_and_watchdog", [(300, 60.0, LOSES_THE_FIRST_SIGTERM)], indirect=True)
 def test_a_stage_that_runs_its_exit_path_gets_no_second_signal(stage_and_watchdog):
     stage, child, dog, write_fd = stage_and_watchdog
